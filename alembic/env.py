@@ -1,0 +1,36 @@
+"""Runs migrations on the app's own engine (DATABASE_URL from config.py)."""
+
+from logging.config import fileConfig
+
+from alembic import context
+from database import engine
+from models import Base
+
+if context.config.config_file_name and context.config.attributes.get("configure_logger", True):
+    fileConfig(context.config.config_file_name, disable_existing_loggers=False)
+
+# Any number for pg_advisory_xact_lock, as long as it is always the same one.
+MIGRATION_LOCK = 727_465_001
+
+
+def run_migrations_online() -> None:
+    with engine.connect() as connection:
+        # On SQLite "write" begins with BEGIN IMMEDIATE: the lock that serialises workers
+        # migrating at start-up. PostgreSQL takes an advisory lock for the same purpose.
+        connection.execution_options(write=True)
+        with connection.begin():
+            if connection.dialect.name == "postgresql":
+                connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
+            context.configure(
+                connection=connection,
+                target_metadata=Base.metadata,
+                render_as_batch=True,
+                transactional_ddl=True,
+                compare_type=True,
+            )
+            context.run_migrations()
+
+
+if context.is_offline_mode():
+    raise SystemExit("Offline (--sql) migrations are not supported; run against a database.")
+run_migrations_online()

@@ -1,0 +1,86 @@
+"""Settings, read once from the environment and `.env`; nothing else reads os.environ."""
+
+import os
+import secrets
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.engine import make_url
+
+MiB = 1024 * 1024
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    database_url: str = "sqlite:///./chat.db"
+    secret_key: str = ""
+    access_token_expire_minutes: int = Field(default=30, ge=1)
+
+    host: str = "0.0.0.0"
+    port: int = 8000
+    reload: bool = True
+    migrate_on_start: bool = True
+    cors_origins: Annotated[list[str], NoDecode] = []
+
+    max_body_bytes: int = Field(default=2 * MiB, ge=1024)
+    max_content_bytes: int = Field(default=1 * MiB, ge=1)
+    # Threads (and so pooled connections) a worker uses for blocking database work on
+    # PostgreSQL; SQLite work runs inline on the event loop and needs one connection.
+    db_pool_size: int = Field(default=16, ge=1)
+    # FULL: a message answered 201 survives a power cut, not only a crash of the server.
+    sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
+
+    # argon2id cost; the defaults are OWASP's minimum (19 MiB, 2 passes, 1 lane).
+    argon2_memory_kib: int = Field(default=19456, ge=8192)
+    argon2_time_cost: int = Field(default=2, ge=1)
+    argon2_parallelism: int = Field(default=1, ge=1)
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
+
+    @property
+    def is_sqlite(self) -> bool:
+        return make_url(self.database_url).get_backend_name() == "sqlite"
+
+    @cached_property
+    def signing_key(self) -> str:
+        """SECRET_KEY, or a key generated once and kept beside the SQLite database."""
+        return self.secret_key or _stored_key(self._key_file())
+
+    def _key_file(self) -> Path:
+        url = make_url(self.database_url)
+        if self.is_sqlite and url.database and url.database != ":memory:":
+            return Path(url.database).resolve().with_name(Path(url.database).name + ".key")
+        return Path(".secret_key").resolve()
+
+
+def _stored_key(path: Path) -> str:
+    """Reads the key file, creating it (mode 0600) if missing.
+
+    The key is written to a private temporary file and linked into place, so workers
+    starting at once agree on one key and none reads a half-written file.
+    """
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}")
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as file:
+            file.write(secrets.token_urlsafe(48))
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            pass
+        finally:
+            temporary.unlink()
+    return path.read_text().strip()
+
+
+settings = Settings()

@@ -1,0 +1,99 @@
+"""The engine, the transaction runner routes use, and start-up migrations.
+
+Routes are `async def` and hand their database work, a plain function taking a
+`Connection`, to `Database.read` or `Database.write`: one transaction per call. SQLite
+is in-process and answers in microseconds, so that work runs inline on the event loop
+(a threadpool hop per request would cost more than the query); a network database's
+work runs in the threadpool, so a round trip never blocks the loop.
+"""
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, Concatenate, ParamSpec, TypeVar
+
+import anyio.to_thread
+from alembic.config import Config
+from fastapi import Depends
+from sqlalchemy import Connection, Engine, create_engine, event
+
+from alembic import command
+from config import settings
+
+P = ParamSpec("P")
+T = TypeVar("T")
+Work = Callable[Concatenate[Connection, P], T]
+
+ALEMBIC_INI = Path(__file__).with_name("alembic.ini")
+
+
+def _sqlite_engine(url: str) -> Engine:
+    engine = create_engine(url, pool_size=1, max_overflow=8)
+
+    @event.listens_for(engine, "connect")
+    def configure(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy's begin event issue BEGIN itself (the driver's own is deferred).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA synchronous={settings.sqlite_synchronous}")
+        cursor.execute("PRAGMA busy_timeout=10000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def begin(connection: Connection) -> None:
+        # A writer takes the write lock up front: a deferred transaction that read first
+        # could not wait for the lock and would fail with "database is locked".
+        write = connection.get_execution_options().get("write", False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    return engine
+
+
+def _make_engine(url: str) -> Engine:
+    if settings.is_sqlite:
+        return _sqlite_engine(url)
+    return create_engine(url, pool_size=settings.db_pool_size, max_overflow=0, pool_pre_ping=True)
+
+
+class Database:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.inline = engine.dialect.name == "sqlite"
+        self.threads = anyio.CapacityLimiter(settings.db_pool_size)
+
+    async def read(self, work: Work[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        return await self._run(False, lambda connection: work(connection, *args, **kwargs))
+
+    async def write(self, work: Work[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        return await self._run(True, lambda connection: work(connection, *args, **kwargs))
+
+    async def _run(self, write: bool, work: Callable[[Connection], T]) -> T:
+        if self.inline:
+            return self.transaction(write, work)
+        return await anyio.to_thread.run_sync(self.transaction, write, work, limiter=self.threads)
+
+    def transaction(self, write: bool, work: Callable[[Connection], T]) -> T:
+        """Runs `work` in one transaction: committed if it returns, rolled back if it raises."""
+        with self.engine.connect() as connection:
+            connection.execution_options(write=write)
+            with connection.begin():
+                return work(connection)
+
+
+engine = _make_engine(settings.database_url)
+database = Database(engine)
+
+
+async def get_db() -> Database:
+    return database
+
+
+DatabaseDep = Annotated[Database, Depends(get_db)]
+
+
+def migrate() -> None:
+    """Brings the schema to head; env.py serialises concurrent runs with a database lock."""
+    config = Config(str(ALEMBIC_INI))
+    config.set_main_option("script_location", str(ALEMBIC_INI.with_name("alembic")))
+    command.upgrade(config, "head")

@@ -1,0 +1,95 @@
+"""The chat-history service: `python main.py` serves it, `uvicorn main:app` deploys it."""
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio.to_thread
+import uvicorn
+from fastapi import FastAPI, HTTPException, Request, Response, status
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api import api_router
+from config import settings
+from database import migrate
+from schemas import Welcome
+
+
+class BodySizeLimit:
+    """Refuses a request body over `max_bytes` with 413 before it is read into memory:
+    at once when Content-Length says so, else as soon as the streamed bytes pass it."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = Headers(scope=scope).get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            response = JSONResponse({"detail": self.detail}, status.HTTP_413_CONTENT_TOO_LARGE)
+            return await response(scope, receive, send)
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_bytes:
+                raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, self.detail)
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+    @property
+    def detail(self) -> str:
+        return f"Request body is larger than {self.max_bytes} bytes"
+
+
+@asynccontextmanager
+async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    if settings.migrate_on_start:
+        await anyio.to_thread.run_sync(migrate)
+    yield
+
+
+app = FastAPI(
+    title="Chat History API",
+    version="1.0.0",
+    description="Keep your conversations with language models: register, log in with "
+    "OAuth2 and JWT, and store chats with their system, user and assistant messages.",
+    lifespan=lifespan,
+)
+app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+if settings.cors_origins:
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.cors_origins,
+        allow_methods=["*"],
+        allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
+    )
+app.include_router(api_router)
+
+
+@app.exception_handler(RequestValidationError)
+async def validation_error(_request: Request, exc: RequestValidationError) -> Response:
+    # FastAPI's default echoes every rejected input back, which can be a password, a
+    # megabyte of content, or a lone surrogate that UTF-8 cannot encode (a 500). The
+    # errors keep where and why; ASCII-escaped JSON can carry any key they name.
+    errors = [{key: value for key, value in error.items() if key != "input"} for error in exc.errors()]
+    body = json.dumps({"detail": errors}, default=str)
+    return Response(body, status.HTTP_422_UNPROCESSABLE_CONTENT, media_type="application/json")
+
+
+@app.get("/v1", response_model=Welcome, tags=["meta"])
+async def welcome() -> Welcome:
+    return Welcome(message="Welcome to the Chat History API. Documentation: /docs")
+
+
+if __name__ == "__main__":
+    uvicorn.run("main:app", host=settings.host, port=settings.port, reload=settings.reload)
