@@ -1,0 +1,107 @@
+"""The suite runs against a real database through the real app: a fresh SQLite file per
+run, or, with TEST_DATABASE_URL set to a PostgreSQL server, a fresh database on it."""
+
+import os
+import secrets
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, make_url, text
+
+ROOT = Path(__file__).resolve().parent.parent
+WORK_DIR = Path(tempfile.mkdtemp(prefix="chat-tests-"))
+
+
+def _fresh_postgres_database(server_url: str) -> str:
+    url = make_url(server_url)
+    name = f"chat_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return url.set(database=name).render_as_string(hide_password=False)
+
+
+# config.py reads the environment once, at import: choose the database before the app loads.
+SERVER_URL = os.environ.get("TEST_DATABASE_URL")
+DATABASE_URL = _fresh_postgres_database(SERVER_URL) if SERVER_URL else f"sqlite:///{WORK_DIR / 'test.db'}"
+os.environ["DATABASE_URL"] = DATABASE_URL
+os.environ["SECRET_KEY"] = secrets.token_urlsafe(48)
+os.environ.pop("CORS_ORIGINS", None)
+
+from fastapi.testclient import TestClient  # noqa: E402
+
+from database import engine  # noqa: E402
+from main import app  # noqa: E402
+
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _drop_postgres_database() -> Iterator[None]:
+    yield
+    engine.dispose()
+    if SERVER_URL:
+        name = make_url(DATABASE_URL).database
+        admin = create_engine(SERVER_URL, isolation_level="AUTOCOMMIT")
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def client() -> Iterator[TestClient]:
+    with TestClient(app) as client:  # runs the lifespan: migrations to head
+        yield client
+
+
+@dataclass
+class Account:
+    id: int
+    username: str
+    email: str
+    password: str
+    token: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+def unique_name(prefix: str = "user") -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def make_account(client: TestClient) -> Callable[[], Account]:
+    def make() -> Account:
+        username = unique_name()
+        email = f"{username}@example.com"
+        registered = client.post("/v1/auth/register", json={"email": email, "username": username, "password": PASSWORD})
+        assert registered.status_code == 201, registered.text
+        token = client.post("/v1/auth/token", data={"username": username, "password": PASSWORD})
+        assert token.status_code == 200, token.text
+        return Account(registered.json()["id"], username, email, PASSWORD, token.json()["access_token"])
+
+    return make
+
+
+@pytest.fixture
+def alice(make_account: Callable[[], Account]) -> Account:
+    return make_account()
+
+
+@pytest.fixture
+def bob(make_account: Callable[[], Account]) -> Account:
+    return make_account()
+
+
+@pytest.fixture
+def chat_id(client: TestClient, alice: Account) -> int:
+    response = client.post("/v1/chats/", json={"title": "Alice's chat"}, headers=alice.headers)
+    assert response.status_code == 201
+    return response.json()["id"]

@@ -1,0 +1,247 @@
+"""Chats and messages: each endpoint's success and failures, limits, and isolation."""
+
+import json
+import time
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from config import settings
+from conftest import Account
+from database import engine
+from models import Message
+
+MESSAGE_URLS = ["/v1/chats/{id}/message", "/v1/chats/message?chat_id={id}"]
+
+
+def post_message(client: TestClient, account: Account, chat_id: int | str, url: str = MESSAGE_URLS[0], **body):
+    payload = {"role": "user", "content": "hello", **body}
+    return client.post(url.format(id=chat_id), json=payload, headers=account.headers)
+
+
+def stored_messages(chat_id: int) -> int:
+    with engine.connect() as connection:
+        return connection.scalar(select(func.count()).select_from(Message).where(Message.chat_id == chat_id))
+
+
+def test_welcome(client: TestClient) -> None:
+    response = client.get("/v1")
+    assert response.status_code == 200
+    assert "message" in response.json()
+
+
+def test_create_chat_trims_the_title(client: TestClient, alice: Account) -> None:
+    response = client.post("/v1/chats/", json={"title": "  Trip to Kyoto \n"}, headers=alice.headers)
+    assert response.status_code == 201
+    chat = response.json()
+    assert set(chat) == {"id", "title", "created_at", "updated_at"}
+    assert chat["title"] == "Trip to Kyoto"
+    assert chat["created_at"] == chat["updated_at"]
+
+
+@pytest.mark.parametrize("body", [{}, {"title": ""}, {"title": "   "}, {"title": "x" * 201}, {"title": 5}, [], "x"])
+def test_invalid_chats_are_422(client: TestClient, alice: Account, body: object) -> None:
+    response = client.post("/v1/chats/", json=body, headers=alice.headers)
+    assert response.status_code == 422
+    assert client.get("/v1/chats/", headers=alice.headers).json() == []
+
+
+def test_a_title_of_200_characters_is_accepted(client: TestClient, alice: Account) -> None:
+    response = client.post("/v1/chats/", json={"title": "標" * 200}, headers=alice.headers)
+    assert response.status_code == 201 and response.json()["title"] == "標" * 200
+
+
+@pytest.mark.parametrize("url", MESSAGE_URLS)
+def test_both_message_urls_append_and_move_updated_at(client: TestClient, alice: Account, chat_id: int, url: str):
+    before = client.get(f"/v1/chats/{chat_id}", headers=alice.headers).json()["updated_at"]
+    time.sleep(0.01)
+    response = post_message(client, alice, chat_id, url, role="assistant", content="Hi!")
+    assert response.status_code == 201
+    message = response.json()
+    assert set(message) == {"id", "chat_id", "role", "content", "created_at"}
+    assert (message["chat_id"], message["role"], message["content"]) == (chat_id, "assistant", "Hi!")
+    chat = client.get(f"/v1/chats/{chat_id}", headers=alice.headers).json()
+    assert chat["updated_at"] > before
+    assert chat["updated_at"] == message["created_at"]
+
+
+def test_read_chat_returns_the_whole_history_oldest_first(client: TestClient, alice: Account, chat_id: int) -> None:
+    roles = ["system", "user", "assistant", "user", "assistant"]
+    for index, role in enumerate(roles):
+        assert post_message(client, alice, chat_id, role=role, content=f"message {index}").status_code == 201
+    chat = client.get(f"/v1/chats/{chat_id}", headers=alice.headers).json()
+    assert [m["role"] for m in chat["messages"]] == roles
+    assert [m["content"] for m in chat["messages"]] == [f"message {i}" for i in range(5)]
+    assert [m["id"] for m in chat["messages"]] == sorted(m["id"] for m in chat["messages"])
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        "你好，世界。日本語のテキスト、한국어 텍스트",
+        "emoji 😀👍🏽👨‍👩‍👧‍👦 and flags 🇯🇵",
+        "line one\nline two\r\n\ttabbed",
+        "quotes \" ' ` and backslash \\ and <b>markup</b> & <script>alert(1)</script>",
+        "zero width\u200bjoiner\u200d and RTL \u202etext",
+        " leading and trailing spaces ",
+        "",
+    ],
+)
+def test_content_comes_back_byte_for_byte(client: TestClient, alice: Account, chat_id: int, content: str) -> None:
+    created = post_message(client, alice, chat_id, content=content)
+    assert created.status_code == 201
+    assert created.json()["content"] == content
+    stored = client.get(f"/v1/chats/{chat_id}", headers=alice.headers).json()["messages"][-1]["content"]
+    assert stored.encode() == content.encode()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"role": "robot", "content": "x"},
+        {"role": "User", "content": "x"},
+        {"content": "x"},
+        {"role": "user"},
+        {"role": "user", "content": 42},
+        {"role": "user", "content": "nul \x00 inside"},
+        {"role": "user", "content": None},
+    ],
+)
+def test_invalid_messages_are_422_and_store_nothing(client: TestClient, alice: Account, chat_id: int, body: dict):
+    response = client.post(f"/v1/chats/{chat_id}/message", json=body, headers=alice.headers)
+    assert response.status_code == 422
+    assert stored_messages(chat_id) == 0
+
+
+def test_a_lone_surrogate_is_422_not_500(client: TestClient, alice: Account, chat_id: int) -> None:
+    raw = b'{"role": "user", "content": "broken \\ud800 text"}'
+    response = client.post(
+        f"/v1/chats/{chat_id}/message", content=raw, headers={**alice.headers, "Content-Type": "application/json"}
+    )
+    assert response.status_code == 422
+    assert stored_messages(chat_id) == 0
+
+
+def test_malformed_json_message_is_422(client: TestClient, alice: Account, chat_id: int) -> None:
+    response = client.post(
+        f"/v1/chats/{chat_id}/message",
+        content=b"{role: user",
+        headers={**alice.headers, "Content-Type": "application/json"},
+    )
+    assert response.status_code == 422
+
+
+def test_content_up_to_the_limit_is_stored_and_one_byte_more_is_422(client: TestClient, alice: Account, chat_id: int):
+    limit = settings.max_content_bytes
+    exact = "é" * (limit // 2)  # two bytes each in UTF-8
+    assert post_message(client, alice, chat_id, content=exact).status_code == 201
+    assert post_message(client, alice, chat_id, content=exact + "x").status_code == 422
+    assert stored_messages(chat_id) == 1
+
+
+def test_a_body_over_the_limit_is_413_before_it_is_read(client: TestClient, alice: Account, chat_id: int) -> None:
+    huge = json.dumps({"role": "user", "content": "a" * (settings.max_body_bytes + 10)}).encode()
+    response = client.post(
+        f"/v1/chats/{chat_id}/message", content=huge, headers={**alice.headers, "Content-Type": "application/json"}
+    )
+    assert response.status_code == 413
+    assert "detail" in response.json()
+
+    def chunks():
+        for _ in range(settings.max_body_bytes // 65536 + 2):
+            yield b"a" * 65536
+
+    streamed = client.post(
+        f"/v1/chats/{chat_id}/message", content=chunks(), headers={**alice.headers, "Content-Type": "application/json"}
+    )
+    assert streamed.status_code == 413
+    assert stored_messages(chat_id) == 0
+
+
+@pytest.mark.parametrize("bad_id", ["abc", "0", "-1", "1.5", "9223372036854775808", "99999999999999999999999", "1e3"])
+def test_ids_that_are_not_positive_64_bit_integers_are_404_or_422(client: TestClient, alice: Account, bad_id: str):
+    responses = [
+        client.get(f"/v1/chats/{bad_id}", headers=alice.headers),
+        client.delete(f"/v1/chats/{bad_id}", headers=alice.headers),
+        post_message(client, alice, bad_id, MESSAGE_URLS[0]),
+        post_message(client, alice, bad_id, MESSAGE_URLS[1]),
+    ]
+    assert [r.status_code in (404, 422) for r in responses] == [True] * 4, [r.text for r in responses]
+
+
+def test_the_largest_64_bit_id_is_simply_not_found(client: TestClient, alice: Account) -> None:
+    big = 2**63 - 1
+    assert client.get(f"/v1/chats/{big}", headers=alice.headers).status_code == 404
+    assert post_message(client, alice, big).status_code == 404
+    assert client.delete(f"/v1/chats/{big}", headers=alice.headers).status_code == 404
+
+
+def test_message_to_a_missing_chat_is_404(client: TestClient, alice: Account) -> None:
+    for url in MESSAGE_URLS:
+        response = post_message(client, alice, 987654321, url)
+        assert response.status_code == 404
+        assert response.json() == {"detail": "Chat not found"}
+
+
+def test_list_is_most_recently_active_first_and_pages(client: TestClient, alice: Account) -> None:
+    ids = [client.post("/v1/chats/", json={"title": f"chat {i}"}, headers=alice.headers).json()["id"] for i in range(5)]
+    time.sleep(0.01)
+    assert post_message(client, alice, ids[1]).status_code == 201  # chat 1 is now the most recent
+    listed = client.get("/v1/chats/", headers=alice.headers).json()
+    assert [c["id"] for c in listed] == [ids[1], ids[4], ids[3], ids[2], ids[0]]
+    page = client.get("/v1/chats/?skip=1&limit=2", headers=alice.headers).json()
+    assert [c["id"] for c in page] == [ids[4], ids[3]]
+    assert client.get("/v1/chats/?skip=5", headers=alice.headers).json() == []
+    assert client.get(f"/v1/chats/?skip={2**63 - 1}", headers=alice.headers).json() == []
+
+
+def test_list_defaults_to_20(client: TestClient, alice: Account) -> None:
+    for i in range(21):
+        client.post("/v1/chats/", json={"title": f"chat {i}"}, headers=alice.headers)
+    assert len(client.get("/v1/chats/", headers=alice.headers).json()) == 20
+    assert len(client.get("/v1/chats/?limit=100", headers=alice.headers).json()) == 21
+
+
+@pytest.mark.parametrize("query", ["skip=-1", "limit=0", "limit=101", "limit=abc", "skip=1e3", f"skip={2**64}"])
+def test_bad_paging_is_422(client: TestClient, alice: Account, query: str) -> None:
+    assert client.get(f"/v1/chats/?{query}", headers=alice.headers).status_code == 422
+
+
+def test_delete_chat_removes_its_messages(client: TestClient, alice: Account, chat_id: int) -> None:
+    for _ in range(3):
+        post_message(client, alice, chat_id)
+    assert stored_messages(chat_id) == 3
+    response = client.delete(f"/v1/chats/{chat_id}", headers=alice.headers)
+    assert response.status_code == 200
+    assert response.json() == {"ok": True}
+    assert stored_messages(chat_id) == 0
+    assert client.get(f"/v1/chats/{chat_id}", headers=alice.headers).status_code == 404
+    assert client.delete(f"/v1/chats/{chat_id}", headers=alice.headers).status_code == 404
+
+
+def test_another_users_chat_is_404_everywhere(client: TestClient, alice: Account, bob: Account, chat_id: int) -> None:
+    post_message(client, alice, chat_id, content="private")
+    assert client.get(f"/v1/chats/{chat_id}", headers=bob.headers).status_code == 404
+    assert client.get("/v1/chats/", headers=bob.headers).json() == []
+    for url in MESSAGE_URLS:
+        response = post_message(client, bob, chat_id, url, content="intrusion")
+        assert response.status_code == 404
+        assert response.json() == {"detail": "Chat not found"}
+    assert client.delete(f"/v1/chats/{chat_id}", headers=bob.headers).status_code == 404
+    chat = client.get(f"/v1/chats/{chat_id}", headers=alice.headers).json()
+    assert [m["content"] for m in chat["messages"]] == ["private"]
+
+
+def test_chat_endpoints_require_a_token(client: TestClient, chat_id: int) -> None:
+    for method, path in [
+        ("GET", "/v1/chats/"),
+        ("POST", "/v1/chats/"),
+        ("GET", f"/v1/chats/{chat_id}"),
+        ("DELETE", f"/v1/chats/{chat_id}"),
+        ("POST", f"/v1/chats/{chat_id}/message"),
+        ("POST", f"/v1/chats/message?chat_id={chat_id}"),
+    ]:
+        response = client.request(method, path, json={"title": "t", "role": "user", "content": "x"})
+        assert response.status_code == 401
+        assert response.headers["www-authenticate"] == "Bearer"
