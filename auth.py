@@ -1,6 +1,9 @@
 """Registration and login: password hashing, JWT access tokens and the current user."""
 
+import os
+import time
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Annotated
 
 import anyio.to_thread
@@ -45,14 +48,19 @@ LOGIN_ERROR = HTTPException(
 router = APIRouter()
 
 
-# Hashing takes tens of milliseconds of CPU; argon2 releases the GIL, so it runs in a thread.
+# A hash takes tens of milliseconds of CPU and ARGON2_MEMORY_KIB of memory. argon2
+# releases the GIL, so hashes run in threads, one per core at most: more would only
+# queue for the CPU while each held its memory.
+HASHERS = anyio.CapacityLimiter(os.cpu_count() or 1)
+
+
 async def hash_password(password: str) -> str:
-    return await anyio.to_thread.run_sync(password_context.hash, password)
+    return await anyio.to_thread.run_sync(password_context.hash, password, limiter=HASHERS)
 
 
 async def verify_password(password: str, hashed: str) -> tuple[bool, str | None]:
     """(matches, a new hash when the stored one uses outdated parameters)."""
-    return await anyio.to_thread.run_sync(password_context.verify_and_update, password, hashed)
+    return await anyio.to_thread.run_sync(password_context.verify_and_update, password, hashed, limiter=HASHERS)
 
 
 def create_access_token(username: str) -> str:
@@ -62,12 +70,23 @@ def create_access_token(username: str) -> str:
 
 
 def token_subject(token: str) -> str | None:
+    """The username a valid, unexpired token names, else None."""
+    subject, expires = _verified_claims(token)
+    return subject if subject and time.time() < expires else None
+
+
+# A client sends the same token with every request; checking its signature once is enough.
+# The expiry is checked on every use, and the user's existence by the caller.
+@lru_cache(maxsize=4096)
+def _verified_claims(token: str) -> tuple[str | None, float]:
     try:
         claims = jwt.decode(token, settings.signing_key, algorithms=[ALGORITHM])
     except JWTError:
-        return None
-    subject = claims.get("sub")
-    return subject if isinstance(subject, str) and "iat" in claims else None
+        return None, 0.0
+    subject, expires = claims.get("sub"), claims.get("exp")
+    if not isinstance(subject, str) or "iat" not in claims or not isinstance(expires, int | float):
+        return None, 0.0
+    return subject, float(expires)
 
 
 PUBLIC_COLUMNS = (User.id, User.email, User.username, User.created_at)
@@ -77,7 +96,7 @@ TAKEN = select(User.username).where((User.username == bindparam("username")) | (
 
 
 def find_user(db: Connection, username: str) -> UserPublic | None:
-    row = db.execute(USER_BY_NAME, {"username": username}).one_or_none()
+    row = db.execute(USER_BY_NAME, {"username": username}).mappings().one_or_none()
     return UserPublic.model_validate(row) if row else None
 
 
@@ -95,11 +114,17 @@ def conflict(db: Connection, user: UserCreate) -> str | None:
 
 
 def add_user(db: Connection, user: UserCreate, hashed_password: str) -> UserPublic:
-    row = db.execute(
-        insert(User)
-        .values(email=user.email, username=user.username, hashed_password=hashed_password, created_at=datetime.now(UTC))
-        .returning(*PUBLIC_COLUMNS)
-    ).one()
+    row = (
+        db.execute(
+            insert(User)
+            .values(
+                email=user.email, username=user.username, hashed_password=hashed_password, created_at=datetime.now(UTC)
+            )
+            .returning(*PUBLIC_COLUMNS)
+        )
+        .mappings()
+        .one()
+    )
     return UserPublic.model_validate(row)
 
 

@@ -1,15 +1,18 @@
 """Chats and their messages. Every query is scoped to the current user: another user's
 chat answers 404, exactly like a chat that does not exist."""
 
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Annotated
 
 from annotated_types import Ge, Le
 from fastapi import APIRouter, HTTPException, Path, Query, status
+from fastapi.responses import StreamingResponse
+from pydantic import TypeAdapter
 from sqlalchemy import Connection, bindparam, delete, insert, select, update
 
 from auth import CurrentUser
-from database import DatabaseDep
+from database import Database, DatabaseDep
 from models import Chat, Message
 from schemas import (
     MAX_ID,
@@ -22,6 +25,10 @@ from schemas import (
 )
 
 router = APIRouter()
+
+# A history longer than this is streamed, this many messages per query.
+HISTORY_PAGE = 1000
+MESSAGE_LIST = TypeAdapter(list[MessagePublic])
 
 NOT_FOUND = {404: {"description": "Chat not found (or not yours)"}}
 # Path or query, whichever URL the request used (see create_message).
@@ -36,7 +43,12 @@ OWNED_CHAT = select(*CHAT_COLUMNS).where(Chat.id == bindparam("chat_id"), Chat.o
 # Appends to one chat queue on this row lock (a no-op on SQLite, whose writers are serial
 # anyway), so message ids and created_at times rise together.
 LOCK_OWNED_CHAT = OWNED_CHAT.with_only_columns(Chat.id).with_for_update()
-CHAT_MESSAGES = select(*MESSAGE_COLUMNS).where(Message.chat_id == bindparam("chat_id")).order_by(Message.id)
+MESSAGES_AFTER = (
+    select(*MESSAGE_COLUMNS)
+    .where(Message.chat_id == bindparam("chat_id"), Message.id > bindparam("after"))
+    .order_by(Message.id)
+    .limit(bindparam("limit"))
+)
 RECENT_CHATS = (
     select(*CHAT_COLUMNS)
     .where(Chat.owner_id == bindparam("owner_id"))
@@ -60,31 +72,55 @@ def add_chat(db: Connection, owner_id: int, chat: ChatCreate) -> ChatPublic:
 
 
 def recent_chats(db: Connection, owner_id: int, skip: int, limit: int) -> list[ChatPublic]:
-    rows = db.execute(RECENT_CHATS, {"owner_id": owner_id, "skip": skip, "limit": limit})
+    rows = db.execute(RECENT_CHATS, {"owner_id": owner_id, "skip": skip, "limit": limit}).mappings()
     return [ChatPublic.model_validate(row) for row in rows]
 
 
-def chat_with_messages(db: Connection, owner_id: int, chat_id: int) -> ChatWithMessages | None:
-    chat = db.execute(OWNED_CHAT, {"chat_id": chat_id, "owner_id": owner_id}).one_or_none()
+def owned_chat_with_messages(
+    db: Connection, owner_id: int, chat_id: int, limit: int
+) -> tuple[ChatPublic, list[MessagePublic]] | None:
+    """The chat and its first `limit` messages, if the chat is the owner's."""
+    chat = db.execute(OWNED_CHAT, {"chat_id": chat_id, "owner_id": owner_id}).mappings().one_or_none()
     if chat is None:
         return None
-    messages = db.execute(CHAT_MESSAGES, {"chat_id": chat_id}).mappings()
-    return ChatWithMessages.model_validate({**chat._mapping, "messages": messages.all()})
+    return ChatPublic.model_validate(chat), messages_after(db, chat_id, 0, limit)
+
+
+def messages_after(db: Connection, chat_id: int, after: int, limit: int) -> list[MessagePublic]:
+    rows = db.execute(MESSAGES_AFTER, {"chat_id": chat_id, "after": after, "limit": limit}).mappings().all()
+    return MESSAGE_LIST.validate_python(rows)
 
 
 def add_message(db: Connection, owner_id: int, chat_id: int, message: MessageCreate) -> MessagePublic | None:
     if db.execute(LOCK_OWNED_CHAT, {"chat_id": chat_id, "owner_id": owner_id}).first() is None:
         return None
     now = datetime.now(UTC)
-    row = db.execute(
-        ADD_MESSAGE, {"chat_id": chat_id, "role": message.role, "content": message.content, "created_at": now}
-    ).one()
+    row = (
+        db.execute(
+            ADD_MESSAGE, {"chat_id": chat_id, "role": message.role, "content": message.content, "created_at": now}
+        )
+        .mappings()
+        .one()
+    )
     db.execute(TOUCH_CHAT, {"chat_id": chat_id, "now": now})
     return MessagePublic.model_validate(row)
 
 
 def delete_chat(db: Connection, owner_id: int, chat_id: int) -> bool:
     return db.execute(DELETE_CHAT, {"chat_id": chat_id, "owner_id": owner_id}).rowcount > 0
+
+
+async def stream_history(db: Database, chat: ChatPublic, first_page: list[MessagePublic]) -> AsyncIterator[bytes]:
+    """The body of ChatWithMessages, written a page of messages at a time, so a long
+    history never sits in memory whole (as rows, models and JSON at once)."""
+    yield chat.model_dump_json().encode()[:-1] + b',"messages":['
+    page = first_page
+    while page:
+        yield MESSAGE_LIST.dump_json(page)[1:-1]
+        page = await db.read(messages_after, chat.id, page[-1].id, HISTORY_PAGE)
+        if page:
+            yield b","
+    yield b"]}"
 
 
 def chat_not_found() -> HTTPException:
@@ -122,11 +158,14 @@ async def create_message(
 
 
 @router.get("/{chat_id}", response_model=ChatWithMessages, responses=NOT_FOUND)
-async def read_chat(chat_id: ChatId, user: CurrentUser, db: DatabaseDep) -> ChatWithMessages:
-    chat = await db.read(chat_with_messages, user.id, chat_id)
-    if chat is None:
+async def read_chat(chat_id: ChatId, user: CurrentUser, db: DatabaseDep) -> ChatWithMessages | StreamingResponse:
+    found = await db.read(owned_chat_with_messages, user.id, chat_id, HISTORY_PAGE + 1)
+    if found is None:
         raise chat_not_found()
-    return chat
+    chat, messages = found
+    if len(messages) <= HISTORY_PAGE:
+        return ChatWithMessages(**chat.__dict__, messages=messages)
+    return StreamingResponse(stream_history(db, chat, messages[:HISTORY_PAGE]), media_type="application/json")
 
 
 @router.delete("/{chat_id}", response_model=Deleted, responses=NOT_FOUND)

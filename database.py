@@ -27,7 +27,9 @@ ALEMBIC_INI = Path(__file__).with_name("alembic.ini")
 
 
 def _sqlite_engine(url: str) -> Engine:
-    engine = create_engine(url, pool_size=1, max_overflow=8)
+    # Inline work shares one connection (see Database), used only from the event loop's
+    # thread; the pool's others serve migrations and scripts.
+    engine = create_engine(url, pool_size=1, max_overflow=8, connect_args={"check_same_thread": False})
 
     @event.listens_for(engine, "connect")
     def configure(dbapi_connection: Any, _record: Any) -> None:
@@ -45,7 +47,7 @@ def _sqlite_engine(url: str) -> Engine:
         # A writer takes the write lock up front: a deferred transaction that read first
         # could not wait for the lock and would fail with "database is locked".
         write = connection.get_execution_options().get("write", False)
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+        connection.connection.driver_connection.execute("BEGIN IMMEDIATE" if write else "BEGIN")
 
     return engine
 
@@ -61,6 +63,7 @@ class Database:
         self.engine = engine
         self.inline = engine.dialect.name == "sqlite"
         self.threads = anyio.CapacityLimiter(settings.db_pool_size)
+        self._inline_connection: Connection | None = None
 
     async def read(self, work: Work[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         return await self._run(False, lambda connection: work(connection, *args, **kwargs))
@@ -70,15 +73,24 @@ class Database:
 
     async def _run(self, write: bool, work: Callable[[Connection], T]) -> T:
         if self.inline:
-            return self.transaction(write, work)
-        return await anyio.to_thread.run_sync(self.transaction, write, work, limiter=self.threads)
+            # Inline transactions never overlap (each runs to its end without yielding
+            # to the loop), so one long-lived connection serves them all.
+            connection = self._inline_connection
+            if connection is None or connection.closed or connection.invalidated:
+                connection = self._inline_connection = self.engine.connect()
+            return self.transaction(connection, write, work)
+        return await anyio.to_thread.run_sync(self._pooled_transaction, write, work, limiter=self.threads)
 
-    def transaction(self, write: bool, work: Callable[[Connection], T]) -> T:
-        """Runs `work` in one transaction: committed if it returns, rolled back if it raises."""
+    def _pooled_transaction(self, write: bool, work: Callable[[Connection], T]) -> T:
         with self.engine.connect() as connection:
-            connection.execution_options(write=write)
-            with connection.begin():
-                return work(connection)
+            return self.transaction(connection, write, work)
+
+    @staticmethod
+    def transaction(connection: Connection, write: bool, work: Callable[[Connection], T]) -> T:
+        """Runs `work` in one transaction: committed if it returns, rolled back if it raises."""
+        connection.execution_options(write=write)
+        with connection.begin():
+            return work(connection)
 
 
 engine = _make_engine(settings.database_url)

@@ -1,6 +1,6 @@
 """Request and response bodies: strict at the boundary, so bad input never reaches the database."""
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, StringConstraints
@@ -26,12 +26,6 @@ def _content(text: str) -> str:
     return text
 
 
-def _utc(value: datetime) -> datetime:
-    # SQLite hands back naive datetimes; every stored time is UTC.
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-UtcDatetime = Annotated[datetime, AfterValidator(_utc)]
 Username = Annotated[str, StringConstraints(min_length=3, max_length=50, pattern=r"^[A-Za-z0-9_.-]+$")]
 Password = Annotated[str, StringConstraints(min_length=8, max_length=128), AfterValidator(_storable)]
 Title = Annotated[
@@ -67,7 +61,7 @@ class UserPublic(BaseModel):
     id: int
     email: str
     username: str
-    created_at: UtcDatetime
+    created_at: datetime
 
 
 class Token(BaseModel):
@@ -86,8 +80,8 @@ class ChatPublic(BaseModel):
 
     id: int
     title: str
-    created_at: UtcDatetime
-    updated_at: UtcDatetime
+    created_at: datetime
+    updated_at: datetime
 
 
 class MessageCreate(BaseModel):
@@ -104,7 +98,7 @@ class MessagePublic(BaseModel):
     chat_id: int
     role: Role
     content: str
-    created_at: UtcDatetime
+    created_at: datetime
 
 
 class ChatWithMessages(ChatPublic):

@@ -2,15 +2,17 @@
 
 import json
 import time
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 
+from chat import HISTORY_PAGE
 from config import settings
 from conftest import Account
 from database import engine
-from models import Message
+from models import ROLES, Message
 
 MESSAGE_URLS = ["/v1/chats/{id}/message", "/v1/chats/message?chat_id={id}"]
 
@@ -245,3 +247,28 @@ def test_chat_endpoints_require_a_token(client: TestClient, chat_id: int) -> Non
         response = client.request(method, path, json={"title": "t", "role": "user", "content": "x"})
         assert response.status_code == 401
         assert response.headers["www-authenticate"] == "Bearer"
+
+
+def test_a_long_history_is_returned_whole_and_in_order(client: TestClient, alice: Account, chat_id: int) -> None:
+    count = 2 * HISTORY_PAGE + 345  # streamed in three pages
+    start = datetime.now(UTC)
+    rows = [
+        {
+            "chat_id": chat_id,
+            "role": ROLES[i % 3],
+            "content": f"message {i} 💬",
+            "created_at": start + timedelta(seconds=i),
+        }
+        for i in range(count)
+    ]
+    with engine.begin() as connection:
+        connection.execute(insert(Message), rows)
+    response = client.get(f"/v1/chats/{chat_id}", headers=alice.headers)
+    assert response.status_code == 200
+    chat = response.json()
+    assert set(chat) == {"id", "title", "created_at", "updated_at", "messages"}
+    assert chat["id"] == chat_id and chat["title"] == "Alice's chat"
+    assert [m["content"] for m in chat["messages"]] == [f"message {i} 💬" for i in range(count)]
+    assert [m["role"] for m in chat["messages"]] == [ROLES[i % 3] for i in range(count)]
+    ids = [m["id"] for m in chat["messages"]]
+    assert ids == sorted(set(ids))
