@@ -53,6 +53,20 @@ def _drop_postgres_database() -> Iterator[None]:
         admin.dispose()
 
 
+@pytest.fixture
+def fresh_database_url(tmp_path: Path) -> Iterator[str]:
+    """An empty database of the suite's engine, for a server to migrate itself."""
+    if not SERVER_URL:
+        yield f"sqlite:///{tmp_path / 'fresh.db'}"
+        return
+    url = _fresh_postgres_database(SERVER_URL)
+    yield url
+    admin = create_engine(SERVER_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)'))
+    admin.dispose()
+
+
 @pytest.fixture(scope="session")
 def client() -> Iterator[TestClient]:
     with TestClient(app) as client:  # runs the lifespan: migrations to head

@@ -1,0 +1,133 @@
+"""Nothing is lost: several workers appending at once, and a server killed mid-stream."""
+
+import os
+import signal
+import threading
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+from sqlalchemy import create_engine, select, text
+
+from conftest import PASSWORD, SERVER_URL
+from models import Message
+from server import PYTHON, free_port, running, server_env
+
+
+def sign_up(client: httpx.Client) -> dict[str, str]:
+    username = f"writer_{uuid.uuid4().hex[:8]}"
+    body = {"email": f"{username}@example.com", "username": username, "password": PASSWORD}
+    assert client.post("/v1/auth/register", json=body).status_code == 201
+    token = client.post("/v1/auth/token", data={"username": username, "password": PASSWORD}).json()["access_token"]
+    return {"Authorization": f"Bearer {token}"}
+
+
+def stored(database_url: str, chat_id: int) -> list:
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            query = select(Message.id, Message.content, Message.created_at).where(Message.chat_id == chat_id)
+            return connection.execute(query.order_by(Message.id)).all()
+    finally:
+        engine.dispose()
+
+
+def test_two_workers_32_clients_2000_appends_all_stored_in_order(fresh_database_url: str, tmp_path: Path) -> None:
+    port = free_port()
+    # Both workers migrate the empty database at start-up, at the same moment.
+    env = server_env(DATABASE_URL=fresh_database_url, SECRET_KEY="w" * 48)
+    command = [PYTHON, "-m", "uvicorn", "main:app", "--port", str(port), "--workers", "2", "--loop", "asyncio"]
+    command += ["--no-access-log"]
+    with running(command, env, tmp_path, port) as base_url:
+        with httpx.Client(base_url=base_url, timeout=60) as client:
+            headers = sign_up(client)
+            chat_id = client.post("/v1/chats/", json={"title": "shared"}, headers=headers).json()["id"]
+        local = threading.local()
+
+        def append(index: int) -> tuple[int, int]:
+            if not hasattr(local, "client"):
+                local.client = httpx.Client(base_url=base_url, timeout=60, headers=headers)
+            response = local.client.post(f"/v1/chats/{chat_id}/message", json={"role": "user", "content": f"#{index}"})
+            return response.status_code, response.json().get("id", 0)
+
+        with ThreadPoolExecutor(max_workers=32) as pool:
+            results = list(pool.map(append, range(2000)))
+
+    assert [status for status, _ in results] == [201] * 2000
+    rows = stored(fresh_database_url, chat_id)
+    assert len(rows) == 2000
+    assert {row.id for row in rows} == {message_id for _, message_id in results}
+    assert sorted(row.content for row in rows) == sorted(f"#{i}" for i in range(2000))
+    assert [row.created_at for row in rows] == sorted(row.created_at for row in rows)
+
+
+def test_every_answered_message_survives_sigkill(fresh_database_url: str, tmp_path: Path) -> None:
+    port = free_port()
+    env = server_env(DATABASE_URL=fresh_database_url, SECRET_KEY="k" * 48, RELOAD="false", PORT=str(port))
+    command = [PYTHON, str(Path(__file__).resolve().parent.parent / "main.py")]
+    answered: list[int] = []
+    with running(command, env, tmp_path, port) as base_url:
+        with httpx.Client(base_url=base_url, timeout=30) as client:
+            headers = sign_up(client)
+            chat_id = client.post("/v1/chats/", json={"title": "killed"}, headers=headers).json()["id"]
+        stop = threading.Event()
+
+        def stream(worker: int) -> None:
+            with httpx.Client(base_url=base_url, timeout=30, headers=headers) as client:
+                for index in range(10_000):
+                    try:
+                        response = client.post(
+                            f"/v1/chats/{chat_id}/message", json={"role": "user", "content": f"{worker}-{index}"}
+                        )
+                    except httpx.TransportError:
+                        return
+                    if response.status_code == 201:
+                        answered.append(response.json()["id"])
+                    if stop.is_set():
+                        return
+
+        threads = [threading.Thread(target=stream, args=(worker,)) for worker in range(8)]
+        for thread in threads:
+            thread.start()
+        while len(answered) < 300:
+            threading.Event().wait(0.01)
+        _kill_listener(port)
+        stop.set()
+        for thread in threads:
+            thread.join()
+
+    assert len(answered) >= 300
+    if not SERVER_URL:
+        engine = create_engine(fresh_database_url)
+        with engine.connect() as connection:
+            assert connection.execute(text("PRAGMA integrity_check")).scalar() == "ok"
+        engine.dispose()
+    with running(command, env, tmp_path, port) as base_url:
+        assert httpx.get(f"{base_url}/v1/auth/test_token", headers=headers).status_code == 200
+        read = httpx.get(f"{base_url}/v1/chats/{chat_id}", headers=headers, timeout=30)
+        assert read.status_code == 200
+        kept = {message["id"] for message in read.json()["messages"]}
+    assert set(answered) <= kept
+
+
+def _kill_listener(port: int) -> None:
+    """SIGKILL the process that listens on `port`."""
+    inode = _listening_inode(port)
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+            if any(os.readlink(f"/proc/{pid}/fd/{fd}") == f"socket:[{inode}]" for fd in fds):
+                os.kill(int(pid), signal.SIGKILL)
+        except (FileNotFoundError, PermissionError, ProcessLookupError):
+            continue
+
+
+def _listening_inode(port: int) -> str:
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as sockets:
+            for line in sockets.readlines()[1:]:
+                fields = line.split()
+                if int(fields[1].split(":")[1], 16) == port and fields[3] == "0A":
+                    return fields[9]
+    raise AssertionError(f"nothing listens on {port}")
