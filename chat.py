@@ -1,27 +1,36 @@
 """Chats and their messages. Every query is scoped to the current user: another user's
-chat answers 404, exactly like a chat that does not exist."""
+chat (or a message in it) answers 404, exactly like one that does not exist.
 
-from collections.abc import AsyncIterator
+The functions that take a `Connection` run inside one transaction (see database.py);
+they raise the 404 themselves, so that the transaction rolls back."""
+
+from collections.abc import AsyncIterator, Iterable
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from annotated_types import Ge, Le
-from fastapi import APIRouter, HTTPException, Path, Query, status
+from fastapi import APIRouter, HTTPException, Path, Query, Response, status
 from fastapi.responses import StreamingResponse
 from pydantic import TypeAdapter
 from sqlalchemy import Connection, bindparam, delete, insert, select, update
 
 from auth import CurrentUser
 from database import Database, DatabaseDep
+from idempotency import KeyHeader, create_once, retryable
 from models import Chat, Message
 from schemas import (
     MAX_ID,
     ChatCreate,
     ChatPublic,
+    ChatUpdate,
     ChatWithMessages,
     Deleted,
+    MessageBatch,
     MessageCreate,
+    MessageList,
+    MessagePage,
     MessagePublic,
+    MessageUpdate,
 )
 
 router = APIRouter()
@@ -30,17 +39,37 @@ router = APIRouter()
 HISTORY_PAGE = 1000
 MESSAGE_LIST = TypeAdapter(list[MessagePublic])
 
-NOT_FOUND = {404: {"description": "Chat not found (or not yours)"}}
+NOT_FOUND = {404: {"description": "Chat (or message) not found, or not yours"}}
+RETRY_CONFLICT = {409: {"description": "Idempotency-Key already used with a different request"}}
 # Path or query, whichever URL the request used (see create_message).
 AnyChatId = Annotated[int, Ge(1), Le(MAX_ID)]
 ChatId = Annotated[int, Path(ge=1, le=MAX_ID)]
+MessageId = Annotated[int, Path(ge=1, le=MAX_ID)]
+Cursor = Annotated[int | None, Query(ge=1, le=MAX_ID)]
 
-CHAT_COLUMNS = (Chat.id, Chat.title, Chat.created_at, Chat.updated_at)
-MESSAGE_COLUMNS = (Message.id, Message.chat_id, Message.role, Message.content, Message.created_at)
+CHAT_COLUMNS = (
+    Chat.id,
+    Chat.title,
+    Chat.pinned,
+    Chat.archived,
+    Chat.meta.label("metadata"),
+    Chat.created_at,
+    Chat.updated_at,
+)
+MESSAGE_COLUMNS = (
+    Message.id,
+    Message.chat_id,
+    Message.role,
+    Message.content,
+    Message.name,
+    Message.model,
+    Message.meta.label("metadata"),
+    Message.created_at,
+)
 
 # Built once: these run on every request, and building a statement costs more than running it.
 OWNED_CHAT = select(*CHAT_COLUMNS).where(Chat.id == bindparam("chat_id"), Chat.owner_id == bindparam("owner_id"))
-# Appends to one chat queue on this row lock (a no-op on SQLite, whose writers are serial
+# Writes to one chat queue on its row lock (a no-op on SQLite, whose writers are serial
 # anyway), so message ids and created_at times rise together.
 LOCK_OWNED_CHAT = OWNED_CHAT.with_only_columns(Chat.id).with_for_update()
 MESSAGES_AFTER = (
@@ -49,41 +78,86 @@ MESSAGES_AFTER = (
     .order_by(Message.id)
     .limit(bindparam("limit"))
 )
-RECENT_CHATS = (
-    select(*CHAT_COLUMNS)
-    .where(Chat.owner_id == bindparam("owner_id"))
-    .order_by(Chat.updated_at.desc(), Chat.id.desc())
+CHAT_ORDER = (Chat.pinned.desc(), Chat.updated_at.desc(), Chat.id.desc())
+LISTED_CHATS = {
+    include_archived: select(*CHAT_COLUMNS)
+    .where(Chat.owner_id == bindparam("owner_id"), *([] if include_archived else [Chat.archived.is_(False)]))
+    .order_by(*CHAT_ORDER)
     .limit(bindparam("limit"))
     .offset(bindparam("skip"))
+    for include_archived in (False, True)
+}
+CHATS_AFTER = (
+    select(*CHAT_COLUMNS)
+    .where(Chat.owner_id == bindparam("owner_id"), Chat.id > bindparam("after"))
+    .order_by(Chat.id)
+    .limit(bindparam("limit"))
 )
-ADD_MESSAGE = insert(Message).returning(*MESSAGE_COLUMNS)
+ADD_MESSAGES = insert(Message).returning(*MESSAGE_COLUMNS, sort_by_parameter_order=True)
 TOUCH_CHAT = update(Chat).where(Chat.id == bindparam("chat_id")).values(updated_at=bindparam("now"))
 DELETE_CHAT = delete(Chat).where(Chat.id == bindparam("chat_id"), Chat.owner_id == bindparam("owner_id"))
+DELETE_MESSAGE = delete(Message).where(Message.id == bindparam("message_id"), Message.chat_id == bindparam("chat_id"))
+
+
+def chat_not_found() -> HTTPException:
+    return HTTPException(status.HTTP_404_NOT_FOUND, "Chat not found")
+
+
+def owned_chat(db: Connection, owner_id: int, chat_id: int) -> ChatPublic:
+    chat = db.execute(OWNED_CHAT, {"chat_id": chat_id, "owner_id": owner_id}).mappings().one_or_none()
+    if chat is None:
+        raise chat_not_found()
+    return ChatPublic.model_validate(chat)
+
+
+def lock_owned_chat(db: Connection, owner_id: int, chat_id: int) -> datetime:
+    """Locks the owner's chat for a change to its history; the time of that change."""
+    if db.execute(LOCK_OWNED_CHAT, {"chat_id": chat_id, "owner_id": owner_id}).first() is None:
+        raise chat_not_found()
+    now = datetime.now(UTC)
+    db.execute(TOUCH_CHAT, {"chat_id": chat_id, "now": now})
+    return now
+
+
+def insert_messages(
+    db: Connection, chat_id: int, messages: Iterable[MessageCreate], now: datetime
+) -> list[MessagePublic]:
+    # Core executemany takes column names: the "metadata" column, not the model's `meta`.
+    rows = [{**message.model_dump(), "chat_id": chat_id, "created_at": now} for message in messages]
+    return MESSAGE_LIST.validate_python(db.execute(ADD_MESSAGES, rows).mappings().all())
 
 
 def add_chat(db: Connection, owner_id: int, chat: ChatCreate) -> ChatPublic:
     now = datetime.now(UTC)
-    row = db.execute(
-        insert(Chat)
-        .values(owner_id=owner_id, title=chat.title, created_at=now, updated_at=now)
-        .returning(*CHAT_COLUMNS)
-    ).one()
-    return ChatPublic.model_validate(row)
+    values = {"owner_id": owner_id, "title": chat.title, "meta": chat.metadata, "created_at": now, "updated_at": now}
+    created = db.execute(insert(Chat).values(values).returning(*CHAT_COLUMNS)).mappings().one()
+    if chat.messages:
+        insert_messages(db, created["id"], chat.messages, now)
+    return ChatPublic.model_validate(created)
 
 
-def recent_chats(db: Connection, owner_id: int, skip: int, limit: int) -> list[ChatPublic]:
-    rows = db.execute(RECENT_CHATS, {"owner_id": owner_id, "skip": skip, "limit": limit}).mappings()
+def add_messages(db: Connection, owner_id: int, chat_id: int, messages: list[MessageCreate]) -> list[MessagePublic]:
+    return insert_messages(db, chat_id, messages, lock_owned_chat(db, owner_id, chat_id))
+
+
+def add_message(db: Connection, owner_id: int, chat_id: int, message: MessageCreate) -> MessagePublic:
+    return add_messages(db, owner_id, chat_id, [message])[0]
+
+
+def listed_chats(db: Connection, owner_id: int, skip: int, limit: int, archived: bool) -> list[ChatPublic]:
+    rows = db.execute(LISTED_CHATS[archived], {"owner_id": owner_id, "skip": skip, "limit": limit}).mappings()
     return [ChatPublic.model_validate(row) for row in rows]
 
 
-def owned_chat_with_messages(
+def chats_after(db: Connection, owner_id: int, after: int, limit: int) -> list[ChatPublic]:
+    rows = db.execute(CHATS_AFTER, {"owner_id": owner_id, "after": after, "limit": limit}).mappings()
+    return [ChatPublic.model_validate(row) for row in rows]
+
+
+def chat_with_first_messages(
     db: Connection, owner_id: int, chat_id: int, limit: int
-) -> tuple[ChatPublic, list[MessagePublic]] | None:
-    """The chat and its first `limit` messages, if the chat is the owner's."""
-    chat = db.execute(OWNED_CHAT, {"chat_id": chat_id, "owner_id": owner_id}).mappings().one_or_none()
-    if chat is None:
-        return None
-    return ChatPublic.model_validate(chat), messages_after(db, chat_id, 0, limit)
+) -> tuple[ChatPublic, list[MessagePublic]]:
+    return owned_chat(db, owner_id, chat_id), messages_after(db, chat_id, 0, limit)
 
 
 def messages_after(db: Connection, chat_id: int, after: int, limit: int) -> list[MessagePublic]:
@@ -91,45 +165,156 @@ def messages_after(db: Connection, chat_id: int, after: int, limit: int) -> list
     return MESSAGE_LIST.validate_python(rows)
 
 
-def add_message(db: Connection, owner_id: int, chat_id: int, message: MessageCreate) -> MessagePublic | None:
-    if db.execute(LOCK_OWNED_CHAT, {"chat_id": chat_id, "owner_id": owner_id}).first() is None:
-        return None
-    now = datetime.now(UTC)
-    row = (
-        db.execute(
-            ADD_MESSAGE, {"chat_id": chat_id, "role": message.role, "content": message.content, "created_at": now}
-        )
-        .mappings()
-        .one()
+def message_page(
+    db: Connection,
+    owner_id: int,
+    chat_id: int,
+    limit: int,
+    after: int | None,
+    before: int | None,
+    order: Literal["asc", "desc"],
+) -> MessagePage:
+    """A page of the chat's messages by id, OpenAI-style: `after` and `before` are ids
+    that bound the page in the order asked for. With only `before`, the page is the one
+    just before it (walking backwards); `has_more` looks further the same way."""
+    owned_chat(db, owner_id, chat_id)
+    ascending = order == "asc"
+    query = select(*MESSAGE_COLUMNS).where(Message.chat_id == chat_id)
+    if after is not None:
+        query = query.where(Message.id > after if ascending else Message.id < after)
+    if before is not None:
+        query = query.where(Message.id < before if ascending else Message.id > before)
+    backwards = before is not None and after is None
+    forward_in_ids = ascending != backwards
+    query = query.order_by(Message.id.asc() if forward_in_ids else Message.id.desc()).limit(limit + 1)
+    rows = db.execute(query).mappings().all()
+    data = MESSAGE_LIST.validate_python(rows[:limit])
+    if backwards:
+        data.reverse()
+    return MessagePage(
+        data=data,
+        first_id=data[0].id if data else None,
+        last_id=data[-1].id if data else None,
+        has_more=len(rows) > limit,
     )
-    db.execute(TOUCH_CHAT, {"chat_id": chat_id, "now": now})
-    return MessagePublic.model_validate(row)
 
 
-def delete_chat(db: Connection, owner_id: int, chat_id: int) -> bool:
-    return db.execute(DELETE_CHAT, {"chat_id": chat_id, "owner_id": owner_id}).rowcount > 0
+def update_chat(db: Connection, owner_id: int, chat_id: int, changes: ChatUpdate) -> ChatPublic:
+    values = changes.model_dump(exclude_unset=True)
+    if "metadata" in values:
+        values["meta"] = values.pop("metadata")
+    if not values:
+        return owned_chat(db, owner_id, chat_id)
+    query = (
+        update(Chat)
+        .where(Chat.id == chat_id, Chat.owner_id == owner_id)
+        .values(**values, updated_at=datetime.now(UTC))
+        .returning(*CHAT_COLUMNS)
+    )
+    updated = db.execute(query).mappings().one_or_none()
+    if updated is None:
+        raise chat_not_found()
+    return ChatPublic.model_validate(updated)
 
 
-async def stream_history(db: Database, chat: ChatPublic, first_page: list[MessagePublic]) -> AsyncIterator[bytes]:
-    """The body of ChatWithMessages, written a page of messages at a time, so a long
-    history never sits in memory whole (as rows, models and JSON at once)."""
-    yield chat.model_dump_json().encode()[:-1] + b',"messages":['
+def update_message(
+    db: Connection, owner_id: int, chat_id: int, message_id: int, changes: MessageUpdate
+) -> MessagePublic:
+    lock_owned_chat(db, owner_id, chat_id)
+    values = changes.model_dump(exclude_unset=True)
+    if "metadata" in values:
+        values["meta"] = values.pop("metadata")
+    query = select(*MESSAGE_COLUMNS).where(Message.id == message_id, Message.chat_id == chat_id)
+    if values:
+        query = (
+            update(Message)
+            .where(Message.id == message_id, Message.chat_id == chat_id)
+            .values(**values)
+            .returning(*MESSAGE_COLUMNS)
+        )
+    updated = db.execute(query).mappings().one_or_none()
+    if updated is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "Message not found")
+    return MessagePublic.model_validate(updated)
+
+
+def delete_message(db: Connection, owner_id: int, chat_id: int, message_id: int) -> Deleted:
+    lock_owned_chat(db, owner_id, chat_id)
+    if db.execute(DELETE_MESSAGE, {"message_id": message_id, "chat_id": chat_id}).rowcount == 0:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "Message not found")
+    return Deleted()
+
+
+def delete_chat(db: Connection, owner_id: int, chat_id: int) -> Deleted:
+    if db.execute(DELETE_CHAT, {"chat_id": chat_id, "owner_id": owner_id}).rowcount == 0:
+        raise chat_not_found()
+    return Deleted()
+
+
+async def history(db: Database, chat_id: int, first_page: list[MessagePublic]) -> AsyncIterator[list[MessagePublic]]:
+    """A chat's messages a page at a time, so a long history never sits in memory whole."""
     page = first_page
     while page:
-        yield MESSAGE_LIST.dump_json(page)[1:-1]
-        page = await db.read(messages_after, chat.id, page[-1].id, HISTORY_PAGE)
-        if page:
-            yield b","
+        yield page
+        if len(page) < HISTORY_PAGE:
+            return
+        page = await db.read(messages_after, chat_id, page[-1].id, HISTORY_PAGE)
+
+
+async def chat_json(db: Database, chat: ChatPublic, first_page: list[MessagePublic]) -> AsyncIterator[bytes]:
+    """The JSON of ChatWithMessages, written as the pages of its history arrive."""
+    yield chat.model_dump_json().encode()[:-1] + b',"messages":['
+    separator = b""
+    async for page in history(db, chat.id, first_page):
+        yield separator + MESSAGE_LIST.dump_json(page)[1:-1]
+        separator = b","
     yield b"]}"
 
 
-def chat_not_found() -> HTTPException:
-    return HTTPException(status.HTTP_404_NOT_FOUND, "Chat not found")
+async def chat_markdown(db: Database, chat: ChatPublic, first_page: list[MessagePublic]) -> AsyncIterator[bytes]:
+    yield f"# {chat.title}\n\n_Created {chat.created_at:%Y-%m-%d %H:%M} UTC_\n".encode()
+    async for page in history(db, chat.id, first_page):
+        for message in page:
+            speaker = message.role.capitalize() + (f" ({message.name})" if message.name else "")
+            yield f"\n## {speaker}\n\n{message.content}\n".encode()
 
 
-@router.post("/", status_code=status.HTTP_201_CREATED, response_model=ChatPublic)
-async def create_chat(chat: ChatCreate, user: CurrentUser, db: DatabaseDep) -> ChatPublic:
-    return await db.write(add_chat, user.id, chat)
+async def chat_openai(db: Database, chat: ChatPublic, first_page: list[MessagePublic]) -> AsyncIterator[bytes]:
+    yield b'{"messages":['
+    separator = b""
+    async for page in history(db, chat.id, first_page):
+        turns = [{"role": m.role, "content": m.content} | ({"name": m.name} if m.name else {}) for m in page]
+        yield separator + OPENAI_TURNS.dump_json(turns)[1:-1]
+        separator = b","
+    yield b"]}"
+
+
+OPENAI_TURNS = TypeAdapter(list[dict[str, str]])
+EXPORTS = {
+    "json": (chat_json, "application/json", "json"),
+    "markdown": (chat_markdown, "text/markdown; charset=utf-8", "md"),
+    "openai": (chat_openai, "application/json", "json"),
+}
+
+
+async def all_chats_json(db: Database, owner_id: int) -> AsyncIterator[bytes]:
+    yield b"["
+    separator, after = b"", 0
+    while chats := await db.read(chats_after, owner_id, after, 100):
+        for chat in chats:
+            first_page = await db.read(messages_after, chat.id, 0, HISTORY_PAGE)
+            yield separator
+            async for part in chat_json(db, chat, first_page):
+                yield part
+            separator = b","
+        after = chats[-1].id
+    yield b"]"
+
+
+@router.post("/", status_code=status.HTTP_201_CREATED, response_model=ChatPublic, responses=RETRY_CONFLICT)
+async def create_chat(chat: ChatCreate, user: CurrentUser, db: DatabaseDep, key: KeyHeader = None) -> ChatPublic:
+    retry = retryable(key, "create chat", chat.model_dump_json())
+    return await db.write(create_once, user.id, retry, lambda connection: add_chat(connection, user.id, chat))
 
 
 @router.get("/", response_model=list[ChatPublic])
@@ -138,38 +323,120 @@ async def list_chats(
     db: DatabaseDep,
     skip: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    archived: Annotated[bool, Query(description="Include archived chats")] = False,
 ) -> list[ChatPublic]:
-    return await db.read(recent_chats, user.id, skip, limit)
+    """Your chats: pinned first, then the most recently active; archived ones only on request."""
+    return await db.read(listed_chats, user.id, skip, limit, archived)
+
+
+@router.get("/export", response_model=list[ChatWithMessages])
+async def export_all_chats(user: CurrentUser, db: DatabaseDep) -> StreamingResponse:
+    """All your chats with their messages, as JSON, streamed."""
+    headers = {"Content-Disposition": 'attachment; filename="chats.json"'}
+    return StreamingResponse(all_chats_json(db, user.id), media_type="application/json", headers=headers)
 
 
 # The seed documents both URLs (its workflow the path form, its curl example the query
 # form); one handler serves both, reading chat_id from wherever the URL put it.
-@router.post("/message", status_code=status.HTTP_201_CREATED, response_model=MessagePublic, responses=NOT_FOUND)
 @router.post(
-    "/{chat_id}/message", status_code=status.HTTP_201_CREATED, response_model=MessagePublic, responses=NOT_FOUND
+    "/message",
+    status_code=status.HTTP_201_CREATED,
+    response_model=MessagePublic,
+    responses=NOT_FOUND | RETRY_CONFLICT,
+)
+@router.post(
+    "/{chat_id}/message",
+    status_code=status.HTTP_201_CREATED,
+    response_model=MessagePublic,
+    responses=NOT_FOUND | RETRY_CONFLICT,
 )
 async def create_message(
-    chat_id: AnyChatId, message: MessageCreate, user: CurrentUser, db: DatabaseDep
+    chat_id: AnyChatId, message: MessageCreate, user: CurrentUser, db: DatabaseDep, key: KeyHeader = None
 ) -> MessagePublic:
-    created = await db.write(add_message, user.id, chat_id, message)
-    if created is None:
-        raise chat_not_found()
-    return created
+    if key is None:  # the hot path, without the idempotency machinery
+        return await db.write(add_message, user.id, chat_id, message)
+    retry = retryable(key, f"add message to {chat_id}", message.model_dump_json())
+    return await db.write(
+        create_once, user.id, retry, lambda connection: add_message(connection, user.id, chat_id, message)
+    )
 
 
 @router.get("/{chat_id}", response_model=ChatWithMessages, responses=NOT_FOUND)
 async def read_chat(chat_id: ChatId, user: CurrentUser, db: DatabaseDep) -> ChatWithMessages | StreamingResponse:
-    found = await db.read(owned_chat_with_messages, user.id, chat_id, HISTORY_PAGE + 1)
-    if found is None:
-        raise chat_not_found()
-    chat, messages = found
-    if len(messages) <= HISTORY_PAGE:
+    chat, messages = await db.read(chat_with_first_messages, user.id, chat_id, HISTORY_PAGE)
+    if len(messages) < HISTORY_PAGE:
         return ChatWithMessages(**chat.__dict__, messages=messages)
-    return StreamingResponse(stream_history(db, chat, messages[:HISTORY_PAGE]), media_type="application/json")
+    return StreamingResponse(chat_json(db, chat, messages), media_type="application/json")
+
+
+@router.patch("/{chat_id}", response_model=ChatPublic, responses=NOT_FOUND)
+async def edit_chat(chat_id: ChatId, changes: ChatUpdate, user: CurrentUser, db: DatabaseDep) -> ChatPublic:
+    """Rename, pin, archive, or replace the metadata of a chat; fields left out stay as they are."""
+    return await db.write(update_chat, user.id, chat_id, changes)
 
 
 @router.delete("/{chat_id}", response_model=Deleted, responses=NOT_FOUND)
 async def remove_chat(chat_id: ChatId, user: CurrentUser, db: DatabaseDep) -> Deleted:
-    if not await db.write(delete_chat, user.id, chat_id):
-        raise chat_not_found()
-    return Deleted()
+    return await db.write(delete_chat, user.id, chat_id)
+
+
+@router.get("/{chat_id}/export", responses=NOT_FOUND | {200: {"content": {"text/markdown": {}}}})
+async def export_chat(
+    chat_id: ChatId,
+    user: CurrentUser,
+    db: DatabaseDep,
+    format: Literal["json", "markdown", "openai"] = "json",
+) -> StreamingResponse:
+    """The chat as JSON (chat and messages), a Markdown transcript, or `{"messages": [{role,
+    content}]}` ready for a chat-completions API."""
+    chat, messages = await db.read(chat_with_first_messages, user.id, chat_id, HISTORY_PAGE)
+    write, media_type, extension = EXPORTS[format]
+    headers = {"Content-Disposition": f'attachment; filename="chat-{chat_id}.{extension}"'}
+    return StreamingResponse(write(db, chat, messages), media_type=media_type, headers=headers)
+
+
+@router.get("/{chat_id}/messages", response_model=MessagePage, responses=NOT_FOUND)
+async def list_messages(
+    chat_id: ChatId,
+    user: CurrentUser,
+    db: DatabaseDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+    after: Cursor = None,
+    before: Cursor = None,
+    order: Literal["asc", "desc"] = "asc",
+) -> MessagePage:
+    """A page of the chat's messages; pass `last_id` as `after` for the next page, or
+    `first_id` as `before` for the previous one."""
+    return await db.read(message_page, user.id, chat_id, limit, after, before, order)
+
+
+@router.post(
+    "/{chat_id}/messages",
+    status_code=status.HTTP_201_CREATED,
+    response_model=list[MessagePublic],
+    responses=NOT_FOUND | RETRY_CONFLICT,
+)
+async def create_messages(
+    chat_id: ChatId, batch: MessageBatch, user: CurrentUser, db: DatabaseDep, key: KeyHeader = None
+) -> list[MessagePublic] | Response:
+    """Append 1 to 1,000 messages in order, all or none."""
+    retry = retryable(key, f"add messages to {chat_id}", batch.model_dump_json())
+    created = await db.write(
+        create_once,
+        user.id,
+        retry,
+        lambda connection: MessageList(add_messages(connection, user.id, chat_id, batch.messages)),
+    )
+    return created.root if isinstance(created, MessageList) else created
+
+
+@router.patch("/{chat_id}/messages/{message_id}", response_model=MessagePublic, responses=NOT_FOUND)
+async def edit_message(
+    chat_id: ChatId, message_id: MessageId, changes: MessageUpdate, user: CurrentUser, db: DatabaseDep
+) -> MessagePublic:
+    return await db.write(update_message, user.id, chat_id, message_id, changes)
+
+
+@router.delete("/{chat_id}/messages/{message_id}", response_model=Deleted, responses=NOT_FOUND)
+async def remove_message(chat_id: ChatId, message_id: MessageId, user: CurrentUser, db: DatabaseDep) -> Deleted:
+    return await db.write(delete_message, user.id, chat_id, message_id)

@@ -4,7 +4,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
+    Boolean,
     CheckConstraint,
     DateTime,
     ForeignKey,
@@ -16,6 +18,7 @@ from sqlalchemy import (
     TypeDecorator,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.sql import false
 
 # 64-bit ids on PostgreSQL; SQLite's INTEGER PRIMARY KEY is already 64-bit (the rowid).
 Id = BigInteger().with_variant(Integer(), "sqlite")
@@ -63,16 +66,25 @@ class User(Base):
     )
 
 
+# Client-defined string pairs. JSON, not JSONB: it keeps the client's text as sent.
+Metadata = JSON()
+
+
 class Chat(Base):
     __tablename__ = "chats"
     __table_args__ = (
-        # A user's chats, most recently active first.
-        Index("ix_chats_owner_recent", "owner_id", "updated_at", "id"),
+        # A user's chats, pinned first, then most recently active: with the archived
+        # ones left out (the default list), and with them.
+        Index("ix_chats_owner_list", "owner_id", "archived", "pinned", "updated_at", "id"),
+        Index("ix_chats_owner_recent", "owner_id", "pinned", "updated_at", "id"),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     title: Mapped[str] = mapped_column(String(200))
+    pinned: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    archived: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    meta: Mapped[dict[str, str]] = mapped_column("metadata", Metadata, server_default="{}")
     created_at: Mapped[datetime] = mapped_column(Timestamp())
     updated_at: Mapped[datetime] = mapped_column(Timestamp())
 
@@ -94,6 +106,22 @@ class Message(Base):
     chat_id: Mapped[int] = mapped_column(ForeignKey("chats.id", ondelete="CASCADE"))
     role: Mapped[str] = mapped_column(String(16))
     content: Mapped[str] = mapped_column(Text)
+    name: Mapped[str | None] = mapped_column(String(64))
+    model: Mapped[str | None] = mapped_column(String(100))
+    meta: Mapped[dict[str, str]] = mapped_column("metadata", Metadata, server_default="{}")
     created_at: Mapped[datetime] = mapped_column(Timestamp())
 
     chat: Mapped[Chat] = relationship(back_populates="messages")
+
+
+class IdempotencyKey(Base):
+    """The first answer to a creating POST sent with an Idempotency-Key, replayed to retries."""
+
+    __tablename__ = "idempotency_keys"
+
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    status_code: Mapped[int]
+    response: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(Timestamp(), index=True)

@@ -3,7 +3,7 @@
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, RootModel, StringConstraints
 
 from config import settings
 
@@ -33,6 +33,11 @@ Title = Annotated[
 ]
 Content = Annotated[str, AfterValidator(_content)]
 Role = Literal["system", "user", "assistant"]
+Name = Annotated[str, StringConstraints(max_length=64), AfterValidator(_storable)]
+ModelName = Annotated[str, StringConstraints(max_length=100), AfterValidator(_storable)]
+MetadataKey = Annotated[str, StringConstraints(min_length=1, max_length=64), AfterValidator(_storable)]
+MetadataValue = Annotated[str, StringConstraints(max_length=512), AfterValidator(_storable)]
+Metadata = Annotated[dict[MetadataKey, MetadataValue], Field(max_length=16)]
 
 # Ids are 64-bit; anything larger cannot name a row and is refused as invalid input.
 MAX_ID = 2**63 - 1
@@ -69,26 +74,21 @@ class Token(BaseModel):
     token_type: str = "bearer"
 
 
-class ChatCreate(BaseModel):
-    title: Title
-
-    model_config = ConfigDict(json_schema_extra={"examples": [{"title": "Trip to Kyoto"}]})
-
-
-class ChatPublic(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    id: int
-    title: str
-    created_at: datetime
-    updated_at: datetime
-
-
 class MessageCreate(BaseModel):
     role: Role
     content: Content
+    name: Name | None = None
+    model: ModelName | None = None
+    metadata: Metadata = {}
 
     model_config = ConfigDict(json_schema_extra={"examples": [{"role": "user", "content": "你好, what is FastAPI?"}]})
+
+
+# In the update bodies a field may be left out, but not set to null: its default is
+# None, which (as a default) is never validated against the non-null type.
+class MessageUpdate(BaseModel):
+    content: Content = None  # type: ignore[assignment]
+    metadata: Metadata = None  # type: ignore[assignment]
 
 
 class MessagePublic(BaseModel):
@@ -98,11 +98,63 @@ class MessagePublic(BaseModel):
     chat_id: int
     role: Role
     content: str
+    name: str | None
+    model: str | None
+    metadata: dict[str, str]
     created_at: datetime
+
+
+class MessageList(RootModel[list[MessagePublic]]):
+    pass
+
+
+class MessageBatch(BaseModel):
+    messages: Annotated[list[MessageCreate], Field(min_length=1, max_length=1000)]
+
+
+class MessagePage(BaseModel):
+    data: list[MessagePublic]
+    first_id: int | None
+    last_id: int | None
+    has_more: bool
+
+
+class ChatCreate(BaseModel):
+    title: Title
+    metadata: Metadata = {}
+    messages: Annotated[list[MessageCreate], Field(max_length=1000)] = []
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"title": "Trip to Kyoto"}]})
+
+
+class ChatUpdate(BaseModel):
+    title: Title = None  # type: ignore[assignment]
+    pinned: bool = None  # type: ignore[assignment]
+    archived: bool = None  # type: ignore[assignment]
+    metadata: Metadata = None  # type: ignore[assignment]
+
+
+class ChatPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    title: str
+    pinned: bool
+    archived: bool
+    metadata: dict[str, str]
+    created_at: datetime
+    updated_at: datetime
 
 
 class ChatWithMessages(ChatPublic):
     messages: list[MessagePublic]
+
+
+class ImportResult(BaseModel):
+    chats: list[ChatPublic]
+    messages: int
+    skipped_messages: int
+    skipped_conversations: int
 
 
 class Deleted(BaseModel):

@@ -14,6 +14,8 @@ from conftest import Account
 from database import engine
 from models import ROLES, Message
 
+CHAT_FIELDS = {"id", "title", "pinned", "archived", "metadata", "created_at", "updated_at"}
+MESSAGE_FIELDS = {"id", "chat_id", "role", "content", "name", "model", "metadata", "created_at"}
 MESSAGE_URLS = ["/v1/chats/{id}/message", "/v1/chats/message?chat_id={id}"]
 
 
@@ -37,7 +39,7 @@ def test_create_chat_trims_the_title(client: TestClient, alice: Account) -> None
     response = client.post("/v1/chats/", json={"title": "  Trip to Kyoto \n"}, headers=alice.headers)
     assert response.status_code == 201
     chat = response.json()
-    assert set(chat) == {"id", "title", "created_at", "updated_at"}
+    assert set(chat) == CHAT_FIELDS
     assert chat["title"] == "Trip to Kyoto"
     assert chat["created_at"] == chat["updated_at"]
 
@@ -61,7 +63,7 @@ def test_both_message_urls_append_and_move_updated_at(client: TestClient, alice:
     response = post_message(client, alice, chat_id, url, role="assistant", content="Hi!")
     assert response.status_code == 201
     message = response.json()
-    assert set(message) == {"id", "chat_id", "role", "content", "created_at"}
+    assert set(message) == MESSAGE_FIELDS
     assert (message["chat_id"], message["role"], message["content"]) == (chat_id, "assistant", "Hi!")
     chat = client.get(f"/v1/chats/{chat_id}", headers=alice.headers).json()
     assert chat["updated_at"] > before
@@ -266,7 +268,7 @@ def test_a_long_history_is_returned_whole_and_in_order(client: TestClient, alice
     response = client.get(f"/v1/chats/{chat_id}", headers=alice.headers)
     assert response.status_code == 200
     chat = response.json()
-    assert set(chat) == {"id", "title", "created_at", "updated_at", "messages"}
+    assert set(chat) == CHAT_FIELDS | {"messages"}
     assert chat["id"] == chat_id and chat["title"] == "Alice's chat"
     assert [m["content"] for m in chat["messages"]] == [f"message {i} 💬" for i in range(count)]
     assert [m["role"] for m in chat["messages"]] == [ROLES[i % 3] for i in range(count)]
