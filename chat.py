@@ -25,6 +25,7 @@ from schemas import (
     ChatUpdate,
     ChatWithMessages,
     Deleted,
+    DeletedChats,
     MessageBatch,
     MessageCreate,
     MessageList,
@@ -95,6 +96,7 @@ CHATS_AFTER = (
 )
 ADD_MESSAGES = insert(Message).returning(*MESSAGE_COLUMNS, sort_by_parameter_order=True)
 TOUCH_CHAT = update(Chat).where(Chat.id == bindparam("chat_id")).values(updated_at=bindparam("now"))
+DELETE_ALL_CHATS = delete(Chat).where(Chat.owner_id == bindparam("owner_id"))
 DELETE_CHAT = delete(Chat).where(Chat.id == bindparam("chat_id"), Chat.owner_id == bindparam("owner_id"))
 DELETE_MESSAGE = delete(Message).where(Message.id == bindparam("message_id"), Message.chat_id == bindparam("chat_id"))
 
@@ -251,6 +253,10 @@ def delete_chat(db: Connection, owner_id: int, chat_id: int) -> Deleted:
     return Deleted()
 
 
+def delete_all_chats(db: Connection, owner_id: int) -> DeletedChats:
+    return DeletedChats(deleted=db.execute(DELETE_ALL_CHATS, {"owner_id": owner_id}).rowcount)
+
+
 async def history(db: Database, chat_id: int, first_page: list[MessagePublic]) -> AsyncIterator[list[MessagePublic]]:
     """A chat's messages a page at a time, so a long history never sits in memory whole."""
     page = first_page
@@ -327,6 +333,17 @@ async def list_chats(
 ) -> list[ChatPublic]:
     """Your chats: pinned first, then the most recently active; archived ones only on request."""
     return await db.read(listed_chats, user.id, skip, limit, archived)
+
+
+@router.delete("/", response_model=DeletedChats, responses={400: {"description": "confirm=true is missing"}})
+async def remove_all_chats(
+    user: CurrentUser,
+    db: DatabaseDep,
+    confirm: Annotated[bool, Query(description="Must be true: this deletes every chat you have")] = False,
+) -> DeletedChats:
+    if not confirm:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, "Add ?confirm=true to delete all of your chats")
+    return await db.write(delete_all_chats, user.id)
 
 
 @router.get("/export", response_model=list[ChatWithMessages])

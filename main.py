@@ -21,19 +21,23 @@ from schemas import Welcome
 
 
 class BodySizeLimit:
-    """Refuses a request body over `max_bytes` with 413 before it is read into memory:
-    at once when Content-Length says so, else as soon as the streamed bytes pass it."""
+    """Refuses a request body over its limit with 413 before it is read into memory: at
+    once when Content-Length says so, else as soon as the streamed bytes pass it.
+    `max_bytes` holds everywhere but on the paths given their own limit in `paths`."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, paths: dict[str, int]) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.paths = paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        limit = self.paths.get(scope["path"], self.max_bytes)
+        detail = f"Request body is larger than {limit} bytes"
         declared = Headers(scope=scope).get("content-length", "")
-        if declared.isdigit() and int(declared) > self.max_bytes:
-            response = JSONResponse({"detail": self.detail}, status.HTTP_413_CONTENT_TOO_LARGE)
+        if declared.isdigit() and int(declared) > limit:
+            response = JSONResponse({"detail": detail}, status.HTTP_413_CONTENT_TOO_LARGE)
             return await response(scope, receive, send)
         received = 0
 
@@ -41,15 +45,11 @@ class BodySizeLimit:
             nonlocal received
             message = await receive()
             received += len(message.get("body", b""))
-            if received > self.max_bytes:
-                raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, self.detail)
+            if received > limit:
+                raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, detail)
             return message
 
         await self.app(scope, limited_receive, send)
-
-    @property
-    def detail(self) -> str:
-        return f"Request body is larger than {self.max_bytes} bytes"
 
 
 @asynccontextmanager
@@ -69,7 +69,9 @@ app = FastAPI(
     "OAuth2 and JWT, and store chats with their system, user and assistant messages.",
     lifespan=lifespan,
 )
-app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+app.add_middleware(
+    BodySizeLimit, max_bytes=settings.max_body_bytes, paths={"/v1/chats/import": settings.max_import_bytes}
+)
 if settings.cors_origins:
     app.add_middleware(
         CORSMiddleware,

@@ -161,5 +161,9 @@ class Deleted(BaseModel):
     ok: Literal[True] = True
 
 
+class DeletedChats(BaseModel):
+    deleted: int
+
+
 class Welcome(BaseModel):
     message: str

@@ -274,3 +274,20 @@ def test_a_long_history_is_returned_whole_and_in_order(client: TestClient, alice
     assert [m["role"] for m in chat["messages"]] == [ROLES[i % 3] for i in range(count)]
     ids = [m["id"] for m in chat["messages"]]
     assert ids == sorted(set(ids))
+
+
+def test_delete_all_chats_needs_confirmation_and_spares_others(
+    client: TestClient, alice: Account, bob: Account, chat_id: int
+) -> None:
+    client.post("/v1/chats/", json={"title": "second"}, headers=alice.headers)
+    bobs = client.post("/v1/chats/", json={"title": "bob's"}, headers=bob.headers).json()["id"]
+    post_message(client, alice, chat_id)
+    refused = client.delete("/v1/chats/", headers=alice.headers)
+    assert refused.status_code == 400
+    assert len(client.get("/v1/chats/", headers=alice.headers).json()) == 2
+    assert client.delete("/v1/chats/?confirm=false", headers=alice.headers).status_code == 400
+    deleted = client.delete("/v1/chats/?confirm=true", headers=alice.headers)
+    assert deleted.status_code == 200 and deleted.json() == {"deleted": 2}
+    assert client.get("/v1/chats/", headers=alice.headers).json() == []
+    assert stored_messages(chat_id) == 0
+    assert client.get(f"/v1/chats/{bobs}", headers=bob.headers).status_code == 200
