@@ -4,17 +4,22 @@ chat (or a message in it) answers 404, exactly like one that does not exist.
 The functions that take a `Connection` run inside one transaction (see database.py);
 they raise the 404 themselves, so that the transaction rolls back."""
 
+import tempfile
 from collections.abc import AsyncIterator, Iterable
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from hashlib import sha256
+from typing import Annotated, BinaryIO, Literal
 
+import anyio.to_thread
 from annotated_types import Ge, Le
-from fastapi import APIRouter, HTTPException, Path, Query, Response, status
+from chatgpt import ExportFormatError, ImportedConversation, ImportTooLarge, read_export
+from fastapi import APIRouter, HTTPException, Path, Query, Request, Response, UploadFile, status
 from fastapi.responses import StreamingResponse
 from pydantic import TypeAdapter
 from sqlalchemy import Connection, bindparam, delete, insert, select, update
 
 from auth import CurrentUser
+from config import MiB, settings
 from database import Database, DatabaseDep
 from idempotency import KeyHeader, create_once, retryable
 from models import Chat, Message
@@ -26,6 +31,7 @@ from schemas import (
     ChatWithMessages,
     Deleted,
     DeletedChats,
+    ImportResult,
     MessageBatch,
     MessageCreate,
     MessageList,
@@ -257,6 +263,94 @@ def delete_all_chats(db: Connection, owner_id: int) -> DeletedChats:
     return DeletedChats(deleted=db.execute(DELETE_ALL_CHATS, {"owner_id": owner_id}).rowcount)
 
 
+def store_import(db: Connection, owner_id: int, conversations: list[ImportedConversation]) -> ImportResult:
+    """Each conversation with a message to keep becomes a chat; the rest is counted as skipped."""
+    now = datetime.now(UTC)
+    chats: list[ChatPublic] = []
+    rows: list[dict] = []
+    skipped_messages = skipped_conversations = 0
+    for conversation in conversations:
+        kept = [m for m in conversation.messages if len(m.content.encode()) <= settings.max_content_bytes]
+        skipped_messages += conversation.skipped + len(conversation.messages) - len(kept)
+        if not kept:
+            skipped_conversations += 1
+            continue
+        created_at = conversation.created_at or now
+        values = {
+            "owner_id": owner_id,
+            "title": conversation.title,
+            "meta": {"source": "chatgpt"} | ({"chatgpt_id": conversation.source_id} if conversation.source_id else {}),
+            "created_at": created_at,
+            "updated_at": max((m.created_at for m in kept if m.created_at), default=created_at),
+        }
+        chat = db.execute(insert(Chat).values(values).returning(*CHAT_COLUMNS)).mappings().one()
+        chats.append(ChatPublic.model_validate(chat))
+        rows += [
+            {
+                "chat_id": chat["id"],
+                "role": message.role,
+                "content": message.content,
+                "name": message.name,
+                "model": message.model,
+                "metadata": {},
+                "created_at": message.created_at or created_at,
+            }
+            for message in kept
+        ]
+    if rows:
+        db.execute(insert(Message), rows)
+    return ImportResult(
+        chats=chats, messages=len(rows), skipped_messages=skipped_messages, skipped_conversations=skipped_conversations
+    )
+
+
+async def spooled_upload(request: Request) -> BinaryIO:
+    """The uploaded export in a temporary file: in memory while small, then on disk."""
+    upload = tempfile.SpooledTemporaryFile(max_size=8 * MiB)  # noqa: SIM115 - the caller closes it
+    if request.headers.get("content-type", "").startswith("multipart/form-data"):
+        async with request.form(max_files=1, max_fields=10) as form:
+            file = form.get("file")
+            if not isinstance(file, UploadFile):
+                upload.close()
+                raise HTTPException(
+                    status.HTTP_422_UNPROCESSABLE_CONTENT, "Send the export in the multipart field `file`"
+                )
+            while chunk := await file.read(MiB):
+                upload.write(chunk)
+    else:
+        async for chunk in request.stream():
+            upload.write(chunk)
+    upload.seek(0)
+    return upload
+
+
+def read_conversations(upload: BinaryIO) -> tuple[str, list[ImportedConversation]]:
+    """The upload's digest (what identifies a retry) and its conversations, read in a
+    thread: parsing a large export is CPU work that must not hold up the event loop."""
+    digest = sha256()
+    while chunk := upload.read(MiB):
+        digest.update(chunk)
+    upload.seek(0)
+    try:
+        return digest.hexdigest(), list(read_export(upload, settings.max_import_bytes))
+    except ImportTooLarge as error:
+        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, str(error)) from None
+    except ExportFormatError as error:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"Not a ChatGPT export: {error}") from None
+
+
+IMPORT_BODY = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {"type": "object", "properties": {"file": {"type": "string", "format": "binary"}}}
+        },
+        "application/zip": {"schema": {"type": "string", "format": "binary"}},
+        "application/json": {"schema": {"type": "array", "items": {"type": "object"}}},
+    },
+}
+
+
 async def history(db: Database, chat_id: int, first_page: list[MessagePublic]) -> AsyncIterator[list[MessagePublic]]:
     """A chat's messages a page at a time, so a long history never sits in memory whole."""
     page = first_page
@@ -344,6 +438,27 @@ async def remove_all_chats(
     if not confirm:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, "Add ?confirm=true to delete all of your chats")
     return await db.write(delete_all_chats, user.id)
+
+
+@router.post(
+    "/import",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ImportResult,
+    responses=RETRY_CONFLICT
+    | {413: {"description": "The upload, or what it unpacks to, is over MAX_IMPORT_BYTES"}}
+    | {422: {"description": "Not a ChatGPT export; `detail` says where"}},
+    openapi_extra={"requestBody": IMPORT_BODY},
+)
+async def import_chats(request: Request, user: CurrentUser, db: DatabaseDep, key: KeyHeader = None) -> ImportResult:
+    """Import a ChatGPT data export: the ZIP as downloaded, or its `conversations.json`,
+    as a multipart upload (field `file`) or as the request body. Each conversation
+    becomes a chat, with the messages of the branch last shown in ChatGPT."""
+    with await spooled_upload(request) as upload:
+        digest, conversations = await anyio.to_thread.run_sync(read_conversations, upload)
+    retry = retryable(key, "import", digest)
+    return await db.write(
+        create_once, user.id, retry, lambda connection: store_import(connection, user.id, conversations)
+    )
 
 
 @router.get("/export", response_model=list[ChatWithMessages])
