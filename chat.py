@@ -12,13 +12,14 @@ from typing import Annotated, BinaryIO, Literal
 
 import anyio.to_thread
 from annotated_types import Ge, Le
-from chatgpt import ExportFormatError, ImportedConversation, ImportTooLarge, read_export
-from fastapi import APIRouter, HTTPException, Path, Query, Request, Response, UploadFile, status
+from fastapi import APIRouter, HTTPException, Path, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 from pydantic import TypeAdapter
 from sqlalchemy import Connection, bindparam, delete, insert, select, update
+from starlette.datastructures import UploadFile
 
 from auth import CurrentUser
+from chatgpt import ExportFormatError, ImportedConversation, ImportTooLarge, read_export
 from config import MiB, settings
 from database import Database, DatabaseDep
 from idempotency import KeyHeader, create_once, retryable
