@@ -308,19 +308,22 @@ def store_import(db: Connection, owner_id: int, conversations: list[ImportedConv
 async def spooled_upload(request: Request) -> BinaryIO:
     """The uploaded export in a temporary file: in memory while small, then on disk."""
     upload = tempfile.SpooledTemporaryFile(max_size=8 * MiB)  # noqa: SIM115 - the caller closes it
-    if request.headers.get("content-type", "").startswith("multipart/form-data"):
-        async with request.form(max_files=1, max_fields=10) as form:
-            file = form.get("file")
-            if not isinstance(file, UploadFile):
-                upload.close()
-                raise HTTPException(
-                    status.HTTP_422_UNPROCESSABLE_CONTENT, "Send the export in the multipart field `file`"
-                )
-            while chunk := await file.read(MiB):
+    try:
+        if request.headers.get("content-type", "").startswith("multipart/form-data"):
+            async with request.form(max_files=1, max_fields=10) as form:
+                file = form.get("file")
+                if not isinstance(file, UploadFile):
+                    raise HTTPException(
+                        status.HTTP_422_UNPROCESSABLE_CONTENT, "Send the export in the multipart field `file`"
+                    )
+                while chunk := await file.read(MiB):
+                    upload.write(chunk)
+        else:
+            async for chunk in request.stream():
                 upload.write(chunk)
-    else:
-        async for chunk in request.stream():
-            upload.write(chunk)
+    except BaseException:
+        upload.close()
+        raise
     upload.seek(0)
     return upload
 

@@ -85,7 +85,9 @@ def conversation_entries(archive: zipfile.ZipFile) -> list[zipfile.ZipInfo]:
 
 
 class UnpackBudget:
-    """Counts what the ZIP's members unpack to, in case their declared sizes lie."""
+    """Counts what the ZIP's members unpack to, in case their declared sizes lie. (Python's
+    zipfile also stops a member at its declared size and then fails its CRC check; the
+    count keeps the limit without relying on that.)"""
 
     def __init__(self, max_bytes: int) -> None:
         self.left = max_bytes
