@@ -12,12 +12,13 @@ from typing import Annotated, BinaryIO, Literal
 
 import anyio.to_thread
 from annotated_types import Ge, Le
-from fastapi import APIRouter, HTTPException, Path, Query, Request, Response, status
+from fastapi import APIRouter, Body, HTTPException, Path, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 from pydantic import TypeAdapter
 from sqlalchemy import Connection, bindparam, delete, insert, select, update
 from starlette.datastructures import UploadFile
 
+import examples
 from auth import CurrentUser
 from chatgpt import ExportFormatError, ImportedConversation, ImportTooLarge, read_export
 from config import MiB, settings
@@ -39,6 +40,7 @@ from schemas import (
     MessagePage,
     MessagePublic,
     MessageUpdate,
+    OpenAIExport,
 )
 
 router = APIRouter()
@@ -350,7 +352,10 @@ IMPORT_BODY = {
             "schema": {"type": "object", "properties": {"file": {"type": "string", "format": "binary"}}}
         },
         "application/zip": {"schema": {"type": "string", "format": "binary"}},
-        "application/json": {"schema": {"type": "array", "items": {"type": "object"}}},
+        "application/json": {
+            "schema": {"type": "array", "items": {"type": "object"}},
+            "example": examples.CHATGPT_CONVERSATIONS,
+        },
     },
 }
 
@@ -415,13 +420,18 @@ async def all_chats_json(db: Database, owner_id: int) -> AsyncIterator[bytes]:
     yield b"]"
 
 
-@router.post("/", status_code=status.HTTP_201_CREATED, response_model=ChatPublic, responses=RETRY_CONFLICT)
+@router.post(
+    "/",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ChatPublic,
+    responses=RETRY_CONFLICT | examples.example(201, examples.CHAT),
+)
 async def create_chat(chat: ChatCreate, user: CurrentUser, db: DatabaseDep, key: KeyHeader = None) -> ChatPublic:
     retry = retryable(key, "create chat", chat.model_dump_json())
     return await db.write(create_once, user.id, retry, lambda connection: add_chat(connection, user.id, chat))
 
 
-@router.get("/", response_model=list[ChatPublic])
+@router.get("/", response_model=list[ChatPublic], responses=examples.example(200, [examples.CHAT]))
 async def list_chats(
     user: CurrentUser,
     db: DatabaseDep,
@@ -433,7 +443,11 @@ async def list_chats(
     return await db.read(listed_chats, user.id, skip, limit, archived)
 
 
-@router.delete("/", response_model=DeletedChats, responses={400: {"description": "confirm=true is missing"}})
+@router.delete(
+    "/",
+    response_model=DeletedChats,
+    responses={400: {"description": "confirm=true is missing"}} | examples.example(200, {"deleted": 3}),
+)
 async def remove_all_chats(
     user: CurrentUser,
     db: DatabaseDep,
@@ -450,7 +464,8 @@ async def remove_all_chats(
     response_model=ImportResult,
     responses=RETRY_CONFLICT
     | {413: {"description": "The upload, or what it unpacks to, is over MAX_IMPORT_BYTES"}}
-    | {422: {"description": "Not a ChatGPT export; `detail` says where"}},
+    | {422: {"description": "Not a ChatGPT export; `detail` says where"}}
+    | examples.example(201, examples.IMPORT_RESULT),
     openapi_extra={"requestBody": IMPORT_BODY},
 )
 async def import_chats(request: Request, user: CurrentUser, db: DatabaseDep, key: KeyHeader = None) -> ImportResult:
@@ -465,7 +480,9 @@ async def import_chats(request: Request, user: CurrentUser, db: DatabaseDep, key
     )
 
 
-@router.get("/export", response_model=list[ChatWithMessages])
+@router.get(
+    "/export", response_model=list[ChatWithMessages], responses=examples.example(200, [examples.CHAT_WITH_MESSAGES])
+)
 async def export_all_chats(user: CurrentUser, db: DatabaseDep) -> StreamingResponse:
     """All your chats with their messages, as JSON, streamed."""
     headers = {"Content-Disposition": 'attachment; filename="chats.json"'}
@@ -478,13 +495,13 @@ async def export_all_chats(user: CurrentUser, db: DatabaseDep) -> StreamingRespo
     "/message",
     status_code=status.HTTP_201_CREATED,
     response_model=MessagePublic,
-    responses=NOT_FOUND | RETRY_CONFLICT,
+    responses=NOT_FOUND | RETRY_CONFLICT | examples.example(201, examples.QUESTION),
 )
 @router.post(
     "/{chat_id}/message",
     status_code=status.HTTP_201_CREATED,
     response_model=MessagePublic,
-    responses=NOT_FOUND | RETRY_CONFLICT,
+    responses=NOT_FOUND | RETRY_CONFLICT | examples.example(201, examples.QUESTION),
 )
 async def create_message(
     chat_id: AnyChatId, message: MessageCreate, user: CurrentUser, db: DatabaseDep, key: KeyHeader = None
@@ -497,7 +514,11 @@ async def create_message(
     )
 
 
-@router.get("/{chat_id}", response_model=ChatWithMessages, responses=NOT_FOUND)
+@router.get(
+    "/{chat_id}",
+    response_model=ChatWithMessages,
+    responses=NOT_FOUND | examples.example(200, examples.CHAT_WITH_MESSAGES),
+)
 async def read_chat(chat_id: ChatId, user: CurrentUser, db: DatabaseDep) -> ChatWithMessages | StreamingResponse:
     chat, messages = await db.read(chat_with_first_messages, user.id, chat_id, HISTORY_PAGE)
     if len(messages) < HISTORY_PAGE:
@@ -505,18 +526,42 @@ async def read_chat(chat_id: ChatId, user: CurrentUser, db: DatabaseDep) -> Chat
     return StreamingResponse(chat_json(db, chat, messages), media_type="application/json")
 
 
-@router.patch("/{chat_id}", response_model=ChatPublic, responses=NOT_FOUND)
-async def edit_chat(chat_id: ChatId, changes: ChatUpdate, user: CurrentUser, db: DatabaseDep) -> ChatPublic:
+@router.patch("/{chat_id}", response_model=ChatPublic, responses=NOT_FOUND | examples.example(200, examples.CHAT))
+async def edit_chat(
+    chat_id: ChatId,
+    changes: Annotated[ChatUpdate, Body(openapi_examples=examples.CHAT_CHANGES)],
+    user: CurrentUser,
+    db: DatabaseDep,
+) -> ChatPublic:
     """Rename, pin, archive, or replace the metadata of a chat; fields left out stay as they are."""
     return await db.write(update_chat, user.id, chat_id, changes)
 
 
-@router.delete("/{chat_id}", response_model=Deleted, responses=NOT_FOUND)
+@router.delete("/{chat_id}", response_model=Deleted, responses=NOT_FOUND | examples.example(200, examples.DELETED))
 async def remove_chat(chat_id: ChatId, user: CurrentUser, db: DatabaseDep) -> Deleted:
     return await db.write(delete_chat, user.id, chat_id)
 
 
-@router.get("/{chat_id}/export", responses=NOT_FOUND | {200: {"content": {"text/markdown": {}}}})
+@router.get(
+    "/{chat_id}/export",
+    response_model=ChatWithMessages | OpenAIExport,
+    responses=NOT_FOUND
+    | {
+        200: {
+            "description": "`format=json`: the chat with its messages; `format=openai`: only `messages`; "
+            "`format=markdown`: a transcript",
+            "content": {
+                "application/json": {
+                    "examples": {
+                        "json": {"value": examples.CHAT_WITH_MESSAGES},
+                        "openai": {"value": examples.OPENAI},
+                    }
+                },
+                "text/markdown": {"schema": {"type": "string"}, "example": examples.MARKDOWN},
+            },
+        }
+    },
+)
 async def export_chat(
     chat_id: ChatId,
     user: CurrentUser,
@@ -531,7 +576,9 @@ async def export_chat(
     return StreamingResponse(write(db, chat, messages), media_type=media_type, headers=headers)
 
 
-@router.get("/{chat_id}/messages", response_model=MessagePage, responses=NOT_FOUND)
+@router.get(
+    "/{chat_id}/messages", response_model=MessagePage, responses=NOT_FOUND | examples.example(200, examples.PAGE)
+)
 async def list_messages(
     chat_id: ChatId,
     user: CurrentUser,
@@ -550,10 +597,14 @@ async def list_messages(
     "/{chat_id}/messages",
     status_code=status.HTTP_201_CREATED,
     response_model=list[MessagePublic],
-    responses=NOT_FOUND | RETRY_CONFLICT,
+    responses=NOT_FOUND | RETRY_CONFLICT | examples.example(201, examples.MESSAGES),
 )
 async def create_messages(
-    chat_id: ChatId, batch: MessageBatch, user: CurrentUser, db: DatabaseDep, key: KeyHeader = None
+    chat_id: ChatId,
+    batch: Annotated[MessageBatch, Body(openapi_examples=examples.SENT_MESSAGES)],
+    user: CurrentUser,
+    db: DatabaseDep,
+    key: KeyHeader = None,
 ) -> list[MessagePublic] | Response:
     """Append 1 to 1,000 messages in order, all or none."""
     retry = retryable(key, f"add messages to {chat_id}", batch.model_dump_json())
@@ -566,13 +617,25 @@ async def create_messages(
     return created.root if isinstance(created, MessageList) else created
 
 
-@router.patch("/{chat_id}/messages/{message_id}", response_model=MessagePublic, responses=NOT_FOUND)
+@router.patch(
+    "/{chat_id}/messages/{message_id}",
+    response_model=MessagePublic,
+    responses=NOT_FOUND | examples.example(200, examples.ANSWER),
+)
 async def edit_message(
-    chat_id: ChatId, message_id: MessageId, changes: MessageUpdate, user: CurrentUser, db: DatabaseDep
+    chat_id: ChatId,
+    message_id: MessageId,
+    changes: Annotated[MessageUpdate, Body(openapi_examples=examples.MESSAGE_CHANGES)],
+    user: CurrentUser,
+    db: DatabaseDep,
 ) -> MessagePublic:
     return await db.write(update_message, user.id, chat_id, message_id, changes)
 
 
-@router.delete("/{chat_id}/messages/{message_id}", response_model=Deleted, responses=NOT_FOUND)
+@router.delete(
+    "/{chat_id}/messages/{message_id}",
+    response_model=Deleted,
+    responses=NOT_FOUND | examples.example(200, examples.DELETED),
+)
 async def remove_message(chat_id: ChatId, message_id: MessageId, user: CurrentUser, db: DatabaseDep) -> Deleted:
     return await db.write(delete_message, user.id, chat_id, message_id)

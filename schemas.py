@@ -150,6 +150,18 @@ class ChatWithMessages(ChatPublic):
     messages: list[MessagePublic]
 
 
+class ChatTurn(BaseModel):
+    role: Role
+    content: str
+    name: str | None = None
+
+
+class OpenAIExport(BaseModel):
+    """A chat as the `messages` of a chat-completions request."""
+
+    messages: list[ChatTurn]
+
+
 class ImportResult(BaseModel):
     chats: list[ChatPublic]
     messages: int
