@@ -1,5 +1,6 @@
 """Reading a ChatGPT data export (its ZIP, or a bare conversations.json), one conversation at a time."""
 
+import lzma
 import math
 import re
 import zipfile
@@ -21,13 +22,25 @@ TEXT_TYPES = frozenset({"text", "multimodal_text"})
 MAX_TITLE = 200
 UNTITLED = "Untitled chat"
 MAX_NAME, MAX_MODEL, MAX_SOURCE_ID = 64, 100, 512
+# What zipfile and its decompressors raise on a damaged archive (a corrupt offset, for
+# one, is a ValueError from seek; an unknown method or version, NotImplementedError).
+DAMAGED_ZIP = (
+    zipfile.BadZipFile,
+    zipfile.LargeZipFile,
+    zlib.error,
+    lzma.LZMAError,
+    EOFError,
+    OSError,
+    ValueError,
+    NotImplementedError,
+)
 
 
-class ExportFormatError(ValueError):
+class ExportFormatError(Exception):
     """The export is not what ChatGPT writes; the message says where."""
 
 
-class ImportTooLarge(ValueError):
+class ImportTooLarge(Exception):
     """The export unpacks to more than the limit."""
 
 
@@ -58,17 +71,22 @@ def read_export(upload: BinaryIO, max_bytes: int) -> Iterator[ImportedConversati
         return
     upload.seek(0)
     try:
-        with zipfile.ZipFile(upload) as archive:
-            entries = conversation_entries(archive)
-            declared = sum(entry.file_size for entry in entries)
-            if declared > max_bytes:
-                raise ImportTooLarge(f"The export's conversations unpack to {declared} bytes, over {max_bytes}")
-            budget = UnpackBudget(max_bytes)
-            for entry in entries:
-                with archive.open(entry) as member:
-                    yield from conversations_in(budget.reader(member), entry.filename)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, NotImplementedError, EOFError) as error:
+        archive = zipfile.ZipFile(upload)
+    except DAMAGED_ZIP as error:
         raise ExportFormatError(f"not a readable ZIP archive ({error})") from None
+    with archive:
+        entries = conversation_entries(archive)
+        declared = sum(entry.file_size for entry in entries)
+        if declared > max_bytes:
+            raise ImportTooLarge(f"The export's conversations unpack to {declared} bytes, over {max_bytes}")
+        budget = UnpackBudget(max_bytes)
+        for entry in entries:
+            try:
+                member = archive.open(entry)
+            except DAMAGED_ZIP as error:
+                raise ExportFormatError(f"{entry.filename}: cannot be unpacked ({error})") from None
+            with member:
+                yield from conversations_in(budget.reader(member, entry.filename), entry.filename)
 
 
 def conversation_entries(archive: zipfile.ZipFile) -> list[zipfile.ZipInfo]:
@@ -93,17 +111,21 @@ class UnpackBudget:
         self.left = max_bytes
         self.max_bytes = max_bytes
 
-    def reader(self, member: BinaryIO) -> "BudgetedReader":
-        return BudgetedReader(member, self)
+    def reader(self, member: BinaryIO, name: str) -> "BudgetedReader":
+        return BudgetedReader(member, name, self)
 
 
 class BudgetedReader:
-    def __init__(self, member: BinaryIO, budget: UnpackBudget) -> None:
+    def __init__(self, member: BinaryIO, name: str, budget: UnpackBudget) -> None:
         self.member = member
+        self.name = name
         self.budget = budget
 
     def read(self, size: int = -1) -> bytes:
-        data = self.member.read(size if size >= 0 else self.budget.left + 1)
+        try:
+            data = self.member.read(size if size >= 0 else self.budget.left + 1)
+        except DAMAGED_ZIP as error:
+            raise ExportFormatError(f"{self.name}: cannot be unpacked ({error})") from None
         self.budget.left -= len(data)
         if self.budget.left < 0:
             raise ImportTooLarge(f"The export's conversations unpack to more than {self.budget.max_bytes} bytes")
@@ -120,8 +142,8 @@ def conversations_in(stream: BinaryIO | BudgetedReader, source: str) -> Iterator
         for index, item in enumerate(ijson.items(events, "item")):
             yield conversation(item, f"{source}, conversation {index}")
     except ijson.JSONError as error:
-        where = "at its start" if index < 0 else f"after conversation {index}"
-        raise ExportFormatError(f"{source}: invalid JSON {where}: {json_error(error)}") from None
+        where = "" if index < 0 else f" after conversation {index}"
+        raise ExportFormatError(f"{source}: invalid JSON{where}: {json_error(error)}") from None
 
 
 def json_error(error: Exception) -> str:

@@ -90,6 +90,9 @@ class MessageUpdate(BaseModel):
     content: Content = None  # type: ignore[assignment]
     metadata: Metadata = None  # type: ignore[assignment]
 
+    # A field that cannot be changed (role, name...) is refused rather than silently ignored.
+    model_config = ConfigDict(extra="forbid")
+
 
 class MessagePublic(BaseModel):
     model_config = ConfigDict(from_attributes=True)
@@ -132,6 +135,8 @@ class ChatUpdate(BaseModel):
     pinned: bool = None  # type: ignore[assignment]
     archived: bool = None  # type: ignore[assignment]
     metadata: Metadata = None  # type: ignore[assignment]
+
+    model_config = ConfigDict(extra="forbid")
 
 
 class ChatPublic(BaseModel):

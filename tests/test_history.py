@@ -188,7 +188,9 @@ def test_patch_chat_renames_pins_archives_and_sets_metadata(client: TestClient, 
     assert with_archived == [ids[0], ids[1], ids[2]]
 
 
-@pytest.mark.parametrize("body", [{"title": None}, {"title": ""}, {"pinned": "maybe"}, {"metadata": None}, []])
+@pytest.mark.parametrize(
+    "body", [{"title": None}, {"title": ""}, {"pinned": "maybe"}, {"metadata": None}, [], {"id": 1}, {"titel": "typo"}]
+)
 def test_invalid_chat_patches_are_422(client: TestClient, alice: Account, chat_id: int, body: object) -> None:
     assert client.patch(f"/v1/chats/{chat_id}", json=body, headers=alice.headers).status_code == 422
     assert client.get(f"/v1/chats/{chat_id}", headers=alice.headers).json()["title"] == "Alice's chat"
@@ -453,7 +455,14 @@ def test_message_edits_and_deletes_check_their_ids(client: TestClient, alice: Ac
     assert client.patch(missing, json={"content": "x"}, headers=alice.headers).status_code == 404
     assert client.delete(missing, headers=alice.headers).status_code == 404
     url = f"/v1/chats/{chat_id}/messages/{message['id']}"
-    for bad in ({"content": "x" * (1024 * 1024 + 1)}, {"metadata": {"k": "v" * 513}}, {"content": 5}, ["x"]):
+    for bad in (
+        {"content": "x" * (1024 * 1024 + 1)},
+        {"metadata": {"k": "v" * 513}},
+        {"content": 5},
+        ["x"],
+        {"role": "system"},
+        {"content": "x", "name": "renamed"},
+    ):
         assert client.patch(url, json=bad, headers=alice.headers).status_code == 422
     unchanged = client.patch(url, json={}, headers=alice.headers)
     assert unchanged.status_code == 200 and unchanged.json() == message

@@ -1,7 +1,9 @@
 """POST /v1/chats/import: a ChatGPT export in, chats out; nothing in when it is broken."""
 
+import collections
 import io
 import json
+import random
 import struct
 import zipfile
 from collections.abc import Callable
@@ -60,9 +62,9 @@ EXPORT = [
 ]
 
 
-def zipped(files: dict[str, bytes]) -> bytes:
+def zipped(files: dict[str, bytes], method: int = zipfile.ZIP_DEFLATED) -> bytes:
     buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+    with zipfile.ZipFile(buffer, "w", method) as archive:
         for name, data in files.items():
             archive.writestr(name, data)
     return buffer.getvalue()
@@ -348,8 +350,8 @@ def test_a_zip_whose_headers_understate_its_size_is_refused(
 def test_unpacking_stops_at_the_limit_whatever_the_headers_say() -> None:
     budget = UnpackBudget(1000)
     with pytest.raises(ImportTooLarge):
-        list(conversations_in(budget.reader(io.BytesIO(b"[" + b" " * 2000 + b"]")), "member"))
-    within = UnpackBudget(1000).reader(io.BytesIO(b"[" + b" " * 900 + b"]"))
+        list(conversations_in(budget.reader(io.BytesIO(b"[" + b" " * 2000 + b"]"), "member"), "member"))
+    within = UnpackBudget(1000).reader(io.BytesIO(b"[" + b" " * 900 + b"]"), "member")
     assert list(conversations_in(within, "member")) == []
 
 
@@ -433,3 +435,28 @@ def test_a_retried_multipart_upload_replays_the_first_import(client: TestClient,
     assert chat_count(alice) == 2
     assert post_import(client, alice, {"content": split_zip()}, **{"Idempotency-Key": "zip-1"}).status_code == 409
     assert chat_count(alice) == 2
+
+
+def test_damaged_archives_are_4xx_never_500(client: TestClient, alice: Account) -> None:
+    """Bytes flipped, cut or dropped anywhere in exports packed each way zipfile can read."""
+    bases = [
+        zipped({"conversations.json": SAMPLE, "user.json": b"{}"}),
+        split_zip(),
+        *(zipped({"conversations.json": SAMPLE}, method) for method in (zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA)),
+        zipped({"a/conversations-000.json": SAMPLE, "a/conversations-001.json": SAMPLE}, zipfile.ZIP_STORED),
+    ]
+    rng = random.Random(4)
+    answers = collections.Counter()
+    for _ in range(150):
+        damaged = bytearray(rng.choice(bases))
+        for _ in range(rng.randint(1, 3)):
+            at = rng.randrange(len(damaged))
+            damaged[at : at + rng.choice((1, 1, 8, 40))] = bytes(rng.randrange(256) for _ in range(rng.choice((0, 1))))
+        before = chat_count(alice)
+        response = post_import(client, alice, {"content": bytes(damaged)})
+        answers[response.status_code] += 1
+        assert response.status_code in (201, 413, 422), response.text
+        if response.status_code != 201:
+            assert isinstance(response.json()["detail"], str)
+            assert chat_count(alice) == before
+    assert answers[422] > 100
