@@ -494,8 +494,10 @@ def test_a_long_chat_exports_whole_in_every_format(client: TestClient, alice: Ac
             [{"chat_id": chat_id, "role": "user", "content": f"line {i} ✓", "created_at": now} for i in range(count)],
         )
     texts = [f"line {i} ✓" for i in range(count)]
-    as_json = client.get(f"/v1/chats/{chat_id}/export", headers=alice.headers).json()
-    assert [m["content"] for m in as_json["messages"]] == texts
+    response = client.get(f"/v1/chats/{chat_id}/export", headers=alice.headers)
+    assert "content-length" not in response.headers  # streamed as it is read, not built whole first
+    assert response.headers["content-disposition"] == f'attachment; filename="chat-{chat_id}.json"'
+    assert [m["content"] for m in response.json()["messages"]] == texts
     openai = client.get(f"/v1/chats/{chat_id}/export?format=openai", headers=alice.headers).json()
     assert openai["messages"] == [{"role": "user", "content": text} for text in texts]
     markdown = client.get(f"/v1/chats/{chat_id}/export?format=markdown", headers=alice.headers).text
