@@ -517,3 +517,22 @@ def test_patching_another_or_a_missing_chat_is_404(client: TestClient, alice: Ac
     bobs = client.post("/v1/chats/", json={"title": "bob's"}, headers=bob.headers).json()
     assert client.patch(f"/v1/chats/{bobs['id']}", json={}, headers=alice.headers).status_code == 404
     assert client.get(f"/v1/chats/{bobs['id']}", headers=bob.headers).json() == bobs | {"messages": []}
+
+
+def test_history_endpoints_require_a_token(client: TestClient, alice: Account, chat_id: int) -> None:
+    (message,) = upload(client, alice, chat_id, numbered(1)).json()
+    for method, path, body in [
+        ("GET", f"/v1/chats/{chat_id}/messages", None),
+        ("POST", f"/v1/chats/{chat_id}/messages", {"messages": numbered(1)}),
+        ("PATCH", f"/v1/chats/{chat_id}", {"title": "t"}),
+        ("PATCH", f"/v1/chats/{chat_id}/messages/{message['id']}", {"content": "x"}),
+        ("DELETE", f"/v1/chats/{chat_id}/messages/{message['id']}", None),
+        ("GET", f"/v1/chats/{chat_id}/export", None),
+        ("GET", "/v1/chats/export", None),
+        ("POST", "/v1/chats/import", []),
+    ]:
+        for headers in ({}, {"Authorization": "Bearer not-a-token"}):
+            response = client.request(method, path, json=body, headers=headers)
+            assert response.status_code == 401, (method, path)
+            assert response.headers["www-authenticate"] == "Bearer"
+    assert client.get(f"/v1/chats/{chat_id}", headers=alice.headers).json()["messages"] == [message]
