@@ -4,17 +4,24 @@ chat (or a message in it) answers 404, exactly like one that does not exist.
 The functions that take a `Connection` run inside one transaction (see database.py);
 they raise the 404 themselves, so that the transaction rolls back."""
 
+import tempfile
 from collections.abc import AsyncIterator, Iterable
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from hashlib import sha256
+from typing import Annotated, BinaryIO, Literal
 
+import anyio.to_thread
 from annotated_types import Ge, Le
-from fastapi import APIRouter, HTTPException, Path, Query, Response, status
+from fastapi import APIRouter, Body, HTTPException, Path, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 from pydantic import TypeAdapter
 from sqlalchemy import Connection, bindparam, delete, insert, select, update
+from starlette.datastructures import UploadFile
 
+import examples
 from auth import CurrentUser
+from chatgpt import ExportFormatError, ImportedConversation, ImportTooLarge, read_export
+from config import MiB, settings
 from database import Database, DatabaseDep
 from idempotency import KeyHeader, create_once, retryable
 from models import Chat, Message
@@ -26,12 +33,14 @@ from schemas import (
     ChatWithMessages,
     Deleted,
     DeletedChats,
+    ImportResult,
     MessageBatch,
     MessageCreate,
     MessageList,
     MessagePage,
     MessagePublic,
     MessageUpdate,
+    OpenAIExport,
 )
 
 router = APIRouter()
@@ -257,6 +266,100 @@ def delete_all_chats(db: Connection, owner_id: int) -> DeletedChats:
     return DeletedChats(deleted=db.execute(DELETE_ALL_CHATS, {"owner_id": owner_id}).rowcount)
 
 
+def store_import(db: Connection, owner_id: int, conversations: list[ImportedConversation]) -> ImportResult:
+    """Each conversation with a message to keep becomes a chat; the rest is counted as skipped."""
+    now = datetime.now(UTC)
+    chats: list[ChatPublic] = []
+    rows: list[dict] = []
+    skipped_messages = skipped_conversations = 0
+    for conversation in conversations:
+        kept = [m for m in conversation.messages if len(m.content.encode()) <= settings.max_content_bytes]
+        skipped_messages += conversation.skipped + len(conversation.messages) - len(kept)
+        if not kept:
+            skipped_conversations += 1
+            continue
+        created_at = conversation.created_at or now
+        values = {
+            "owner_id": owner_id,
+            "title": conversation.title,
+            "meta": {"source": "chatgpt"} | ({"chatgpt_id": conversation.source_id} if conversation.source_id else {}),
+            "created_at": created_at,
+            "updated_at": max((m.created_at for m in kept if m.created_at), default=created_at),
+        }
+        chat = db.execute(insert(Chat).values(values).returning(*CHAT_COLUMNS)).mappings().one()
+        chats.append(ChatPublic.model_validate(chat))
+        rows += [
+            {
+                "chat_id": chat["id"],
+                "role": message.role,
+                "content": message.content,
+                "name": message.name,
+                "model": message.model,
+                "metadata": {},
+                "created_at": message.created_at or created_at,
+            }
+            for message in kept
+        ]
+    if rows:
+        db.execute(insert(Message), rows)
+    return ImportResult(
+        chats=chats, messages=len(rows), skipped_messages=skipped_messages, skipped_conversations=skipped_conversations
+    )
+
+
+async def spooled_upload(request: Request) -> BinaryIO:
+    """The uploaded export in a temporary file: in memory while small, then on disk."""
+    upload = tempfile.SpooledTemporaryFile(max_size=8 * MiB)  # noqa: SIM115 - the caller closes it
+    try:
+        if request.headers.get("content-type", "").startswith("multipart/form-data"):
+            async with request.form(max_files=1, max_fields=10) as form:
+                file = form.get("file")
+                if not isinstance(file, UploadFile):
+                    raise HTTPException(
+                        status.HTTP_422_UNPROCESSABLE_CONTENT, "Send the export in the multipart field `file`"
+                    )
+                while chunk := await file.read(MiB):
+                    upload.write(chunk)
+        else:
+            async for chunk in request.stream():
+                upload.write(chunk)
+    except BaseException:
+        upload.close()
+        raise
+    upload.seek(0)
+    return upload
+
+
+def read_conversations(upload: BinaryIO) -> tuple[str, list[ImportedConversation]]:
+    """The upload's digest (what identifies a retry) and its conversations, read in a
+    thread: parsing a large export is CPU work that must not hold up the event loop."""
+    digest = sha256()
+    while chunk := upload.read(MiB):
+        digest.update(chunk)
+    upload.seek(0)
+    try:
+        return digest.hexdigest(), list(read_export(upload, settings.max_import_bytes))
+    except ImportTooLarge as error:
+        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, str(error)) from None
+    except ExportFormatError as error:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"Not a ChatGPT export: {error}") from None
+
+
+IMPORT_BODY = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {"type": "object", "properties": {"file": {"type": "string", "format": "binary"}}}
+        },
+        "application/zip": {"schema": {"type": "string", "format": "binary"}},
+        "application/json": {
+            "schema": {"type": "array", "items": {"type": "object"}},
+            "example": examples.CHATGPT_CONVERSATIONS,
+        },
+    },
+}
+
+
 async def history(db: Database, chat_id: int, first_page: list[MessagePublic]) -> AsyncIterator[list[MessagePublic]]:
     """A chat's messages a page at a time, so a long history never sits in memory whole."""
     page = first_page
@@ -317,13 +420,18 @@ async def all_chats_json(db: Database, owner_id: int) -> AsyncIterator[bytes]:
     yield b"]"
 
 
-@router.post("/", status_code=status.HTTP_201_CREATED, response_model=ChatPublic, responses=RETRY_CONFLICT)
+@router.post(
+    "/",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ChatPublic,
+    responses=RETRY_CONFLICT | examples.example(201, examples.CHAT),
+)
 async def create_chat(chat: ChatCreate, user: CurrentUser, db: DatabaseDep, key: KeyHeader = None) -> ChatPublic:
     retry = retryable(key, "create chat", chat.model_dump_json())
     return await db.write(create_once, user.id, retry, lambda connection: add_chat(connection, user.id, chat))
 
 
-@router.get("/", response_model=list[ChatPublic])
+@router.get("/", response_model=list[ChatPublic], responses=examples.example(200, [examples.CHAT]))
 async def list_chats(
     user: CurrentUser,
     db: DatabaseDep,
@@ -335,7 +443,11 @@ async def list_chats(
     return await db.read(listed_chats, user.id, skip, limit, archived)
 
 
-@router.delete("/", response_model=DeletedChats, responses={400: {"description": "confirm=true is missing"}})
+@router.delete(
+    "/",
+    response_model=DeletedChats,
+    responses={400: {"description": "confirm=true is missing"}} | examples.example(200, {"deleted": 3}),
+)
 async def remove_all_chats(
     user: CurrentUser,
     db: DatabaseDep,
@@ -346,7 +458,31 @@ async def remove_all_chats(
     return await db.write(delete_all_chats, user.id)
 
 
-@router.get("/export", response_model=list[ChatWithMessages])
+@router.post(
+    "/import",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ImportResult,
+    responses=RETRY_CONFLICT
+    | {413: {"description": "The upload, or what it unpacks to, is over MAX_IMPORT_BYTES"}}
+    | {422: {"description": "Not a ChatGPT export; `detail` says where"}}
+    | examples.example(201, examples.IMPORT_RESULT),
+    openapi_extra={"requestBody": IMPORT_BODY},
+)
+async def import_chats(request: Request, user: CurrentUser, db: DatabaseDep, key: KeyHeader = None) -> ImportResult:
+    """Import a ChatGPT data export: the ZIP as downloaded, or its `conversations.json`,
+    as a multipart upload (field `file`) or as the request body. Each conversation
+    becomes a chat, with the messages of the branch last shown in ChatGPT."""
+    with await spooled_upload(request) as upload:
+        digest, conversations = await anyio.to_thread.run_sync(read_conversations, upload)
+    retry = retryable(key, "import", digest)
+    return await db.write(
+        create_once, user.id, retry, lambda connection: store_import(connection, user.id, conversations)
+    )
+
+
+@router.get(
+    "/export", response_model=list[ChatWithMessages], responses=examples.example(200, [examples.CHAT_WITH_MESSAGES])
+)
 async def export_all_chats(user: CurrentUser, db: DatabaseDep) -> StreamingResponse:
     """All your chats with their messages, as JSON, streamed."""
     headers = {"Content-Disposition": 'attachment; filename="chats.json"'}
@@ -359,13 +495,13 @@ async def export_all_chats(user: CurrentUser, db: DatabaseDep) -> StreamingRespo
     "/message",
     status_code=status.HTTP_201_CREATED,
     response_model=MessagePublic,
-    responses=NOT_FOUND | RETRY_CONFLICT,
+    responses=NOT_FOUND | RETRY_CONFLICT | examples.example(201, examples.QUESTION),
 )
 @router.post(
     "/{chat_id}/message",
     status_code=status.HTTP_201_CREATED,
     response_model=MessagePublic,
-    responses=NOT_FOUND | RETRY_CONFLICT,
+    responses=NOT_FOUND | RETRY_CONFLICT | examples.example(201, examples.QUESTION),
 )
 async def create_message(
     chat_id: AnyChatId, message: MessageCreate, user: CurrentUser, db: DatabaseDep, key: KeyHeader = None
@@ -378,7 +514,11 @@ async def create_message(
     )
 
 
-@router.get("/{chat_id}", response_model=ChatWithMessages, responses=NOT_FOUND)
+@router.get(
+    "/{chat_id}",
+    response_model=ChatWithMessages,
+    responses=NOT_FOUND | examples.example(200, examples.CHAT_WITH_MESSAGES),
+)
 async def read_chat(chat_id: ChatId, user: CurrentUser, db: DatabaseDep) -> ChatWithMessages | StreamingResponse:
     chat, messages = await db.read(chat_with_first_messages, user.id, chat_id, HISTORY_PAGE)
     if len(messages) < HISTORY_PAGE:
@@ -386,18 +526,42 @@ async def read_chat(chat_id: ChatId, user: CurrentUser, db: DatabaseDep) -> Chat
     return StreamingResponse(chat_json(db, chat, messages), media_type="application/json")
 
 
-@router.patch("/{chat_id}", response_model=ChatPublic, responses=NOT_FOUND)
-async def edit_chat(chat_id: ChatId, changes: ChatUpdate, user: CurrentUser, db: DatabaseDep) -> ChatPublic:
+@router.patch("/{chat_id}", response_model=ChatPublic, responses=NOT_FOUND | examples.example(200, examples.CHAT))
+async def edit_chat(
+    chat_id: ChatId,
+    changes: Annotated[ChatUpdate, Body(openapi_examples=examples.CHAT_CHANGES)],
+    user: CurrentUser,
+    db: DatabaseDep,
+) -> ChatPublic:
     """Rename, pin, archive, or replace the metadata of a chat; fields left out stay as they are."""
     return await db.write(update_chat, user.id, chat_id, changes)
 
 
-@router.delete("/{chat_id}", response_model=Deleted, responses=NOT_FOUND)
+@router.delete("/{chat_id}", response_model=Deleted, responses=NOT_FOUND | examples.example(200, examples.DELETED))
 async def remove_chat(chat_id: ChatId, user: CurrentUser, db: DatabaseDep) -> Deleted:
     return await db.write(delete_chat, user.id, chat_id)
 
 
-@router.get("/{chat_id}/export", responses=NOT_FOUND | {200: {"content": {"text/markdown": {}}}})
+@router.get(
+    "/{chat_id}/export",
+    response_model=ChatWithMessages | OpenAIExport,
+    responses=NOT_FOUND
+    | {
+        200: {
+            "description": "`format=json`: the chat with its messages; `format=openai`: only `messages`; "
+            "`format=markdown`: a transcript",
+            "content": {
+                "application/json": {
+                    "examples": {
+                        "json": {"value": examples.CHAT_WITH_MESSAGES},
+                        "openai": {"value": examples.OPENAI},
+                    }
+                },
+                "text/markdown": {"schema": {"type": "string"}, "example": examples.MARKDOWN},
+            },
+        }
+    },
+)
 async def export_chat(
     chat_id: ChatId,
     user: CurrentUser,
@@ -412,7 +576,9 @@ async def export_chat(
     return StreamingResponse(write(db, chat, messages), media_type=media_type, headers=headers)
 
 
-@router.get("/{chat_id}/messages", response_model=MessagePage, responses=NOT_FOUND)
+@router.get(
+    "/{chat_id}/messages", response_model=MessagePage, responses=NOT_FOUND | examples.example(200, examples.PAGE)
+)
 async def list_messages(
     chat_id: ChatId,
     user: CurrentUser,
@@ -431,10 +597,14 @@ async def list_messages(
     "/{chat_id}/messages",
     status_code=status.HTTP_201_CREATED,
     response_model=list[MessagePublic],
-    responses=NOT_FOUND | RETRY_CONFLICT,
+    responses=NOT_FOUND | RETRY_CONFLICT | examples.example(201, examples.MESSAGES),
 )
 async def create_messages(
-    chat_id: ChatId, batch: MessageBatch, user: CurrentUser, db: DatabaseDep, key: KeyHeader = None
+    chat_id: ChatId,
+    batch: Annotated[MessageBatch, Body(openapi_examples=examples.SENT_MESSAGES)],
+    user: CurrentUser,
+    db: DatabaseDep,
+    key: KeyHeader = None,
 ) -> list[MessagePublic] | Response:
     """Append 1 to 1,000 messages in order, all or none."""
     retry = retryable(key, f"add messages to {chat_id}", batch.model_dump_json())
@@ -447,13 +617,25 @@ async def create_messages(
     return created.root if isinstance(created, MessageList) else created
 
 
-@router.patch("/{chat_id}/messages/{message_id}", response_model=MessagePublic, responses=NOT_FOUND)
+@router.patch(
+    "/{chat_id}/messages/{message_id}",
+    response_model=MessagePublic,
+    responses=NOT_FOUND | examples.example(200, examples.ANSWER),
+)
 async def edit_message(
-    chat_id: ChatId, message_id: MessageId, changes: MessageUpdate, user: CurrentUser, db: DatabaseDep
+    chat_id: ChatId,
+    message_id: MessageId,
+    changes: Annotated[MessageUpdate, Body(openapi_examples=examples.MESSAGE_CHANGES)],
+    user: CurrentUser,
+    db: DatabaseDep,
 ) -> MessagePublic:
     return await db.write(update_message, user.id, chat_id, message_id, changes)
 
 
-@router.delete("/{chat_id}/messages/{message_id}", response_model=Deleted, responses=NOT_FOUND)
+@router.delete(
+    "/{chat_id}/messages/{message_id}",
+    response_model=Deleted,
+    responses=NOT_FOUND | examples.example(200, examples.DELETED),
+)
 async def remove_message(chat_id: ChatId, message_id: MessageId, user: CurrentUser, db: DatabaseDep) -> Deleted:
     return await db.write(delete_message, user.id, chat_id, message_id)

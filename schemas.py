@@ -90,6 +90,9 @@ class MessageUpdate(BaseModel):
     content: Content = None  # type: ignore[assignment]
     metadata: Metadata = None  # type: ignore[assignment]
 
+    # A field that cannot be changed (role, name...) is refused rather than silently ignored.
+    model_config = ConfigDict(extra="forbid")
+
 
 class MessagePublic(BaseModel):
     model_config = ConfigDict(from_attributes=True)
@@ -133,6 +136,8 @@ class ChatUpdate(BaseModel):
     archived: bool = None  # type: ignore[assignment]
     metadata: Metadata = None  # type: ignore[assignment]
 
+    model_config = ConfigDict(extra="forbid")
+
 
 class ChatPublic(BaseModel):
     model_config = ConfigDict(from_attributes=True)
@@ -148,6 +153,18 @@ class ChatPublic(BaseModel):
 
 class ChatWithMessages(ChatPublic):
     messages: list[MessagePublic]
+
+
+class ChatTurn(BaseModel):
+    role: Role
+    content: str
+    name: str | None = None
+
+
+class OpenAIExport(BaseModel):
+    """A chat as the `messages` of a chat-completions request."""
+
+    messages: list[ChatTurn]
 
 
 class ImportResult(BaseModel):

@@ -3,6 +3,7 @@ run, or, with TEST_DATABASE_URL set to a PostgreSQL server, a fresh database on 
 
 import os
 import secrets
+import shutil
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
@@ -42,9 +43,10 @@ PASSWORD = "correct horse battery"
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _drop_postgres_database() -> Iterator[None]:
+def _clean_up() -> Iterator[None]:
     yield
     engine.dispose()
+    shutil.rmtree(WORK_DIR, ignore_errors=True)
     if SERVER_URL:
         name = make_url(DATABASE_URL).database
         admin = create_engine(SERVER_URL, isolation_level="AUTOCOMMIT")

@@ -8,8 +8,9 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select, update
+from sqlalchemy import func, insert, select, update
 
+from chat import HISTORY_PAGE
 from conftest import DATABASE_URL, PASSWORD, WORK_DIR, Account
 from database import engine
 from models import IdempotencyKey, Message
@@ -187,7 +188,9 @@ def test_patch_chat_renames_pins_archives_and_sets_metadata(client: TestClient, 
     assert with_archived == [ids[0], ids[1], ids[2]]
 
 
-@pytest.mark.parametrize("body", [{"title": None}, {"title": ""}, {"pinned": "maybe"}, {"metadata": None}, []])
+@pytest.mark.parametrize(
+    "body", [{"title": None}, {"title": ""}, {"pinned": "maybe"}, {"metadata": None}, [], {"id": 1}, {"titel": "typo"}]
+)
 def test_invalid_chat_patches_are_422(client: TestClient, alice: Account, chat_id: int, body: object) -> None:
     assert client.patch(f"/v1/chats/{chat_id}", json=body, headers=alice.headers).status_code == 422
     assert client.get(f"/v1/chats/{chat_id}", headers=alice.headers).json()["title"] == "Alice's chat"
@@ -361,3 +364,175 @@ def test_20_concurrent_retries_create_one_message(alice: Account, chat_id: int) 
     assert {status for status, _ in answers} == {201}
     assert len({body for _, body in answers}) == 1
     assert count_messages(chat_id) == 1
+
+
+# --- audit: isolation, failures and long histories
+
+
+def test_another_users_chat_and_message_ids_are_404_everywhere(
+    client: TestClient, alice: Account, bob: Account, chat_id: int
+) -> None:
+    mine = upload(client, alice, chat_id, numbered(2)).json()
+    bobs_chat = client.post("/v1/chats/", json={"title": "bob's", "messages": numbered(2)}, headers=bob.headers)
+    bobs_chat_id = bobs_chat.json()["id"]
+    bobs_messages = client.get(f"/v1/chats/{bobs_chat_id}/messages", headers=bob.headers).json()["data"]
+    before = client.get(f"/v1/chats/{bobs_chat_id}", headers=bob.headers).json()
+
+    chat_urls = [
+        ("GET", f"/v1/chats/{bobs_chat_id}/messages", None),
+        ("GET", f"/v1/chats/{bobs_chat_id}/messages?after=1", None),
+        ("POST", f"/v1/chats/{bobs_chat_id}/messages", {"messages": numbered(1)}),
+        ("PATCH", f"/v1/chats/{bobs_chat_id}", {"title": "mine now"}),
+        ("GET", f"/v1/chats/{bobs_chat_id}/export", None),
+        ("GET", f"/v1/chats/{bobs_chat_id}/export?format=markdown", None),
+        ("GET", f"/v1/chats/{bobs_chat_id}/export?format=openai", None),
+    ]
+    for message in bobs_messages:
+        for chat in (bobs_chat_id, chat_id):  # through his chat, and smuggled through mine
+            url = f"/v1/chats/{chat}/messages/{message['id']}"
+            chat_urls += [("PATCH", url, {"content": "hacked"}), ("DELETE", url, None)]
+    for method, url, body in chat_urls:
+        response = client.request(method, url, json=body, headers={**alice.headers, "Idempotency-Key": url + method})
+        assert response.status_code == 404, (method, url, response.text)
+        assert "detail" in response.json()
+
+    assert client.get(f"/v1/chats/{bobs_chat_id}", headers=bob.headers).json() == before
+    exported = json.loads(client.get("/v1/chats/export", headers=alice.headers).content)
+    assert [c["id"] for c in exported] == [chat_id]
+    assert [m["id"] for m in exported[0]["messages"]] == [m["id"] for m in mine]
+
+
+def test_ids_inside_a_bulk_upload_are_ignored_not_obeyed(
+    client: TestClient, alice: Account, bob: Account, chat_id: int
+) -> None:
+    bobs = client.post("/v1/chats/", json={"title": "bob's", "messages": numbered(2)}, headers=bob.headers).json()
+    bobs_export = client.get(f"/v1/chats/{bobs['id']}/export", headers=bob.headers).json()
+    # Items carrying bob's chat and message ids (as an export of his chat would) land in
+    # alice's chat as new messages; his chat is untouched.
+    created = upload(client, alice, chat_id, bobs_export["messages"])
+    assert created.status_code == 201
+    assert {m["chat_id"] for m in created.json()} == {chat_id}
+    assert {m["id"] for m in created.json()}.isdisjoint(m["id"] for m in bobs_export["messages"])
+    assert client.get(f"/v1/chats/{bobs['id']}/export", headers=bob.headers).json() == bobs_export
+
+
+def test_a_chat_with_one_bad_message_in_its_history_is_not_created(client: TestClient, alice: Account) -> None:
+    history = numbered(5)
+    history[3] = {"role": "user", "content": "nul \x00"}
+    response = client.post("/v1/chats/", json={"title": "t", "messages": history}, headers=alice.headers)
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"][:3] == ["body", "messages", 3]
+    too_long = client.post("/v1/chats/", json={"title": "t", "messages": numbered(1001)}, headers=alice.headers)
+    assert too_long.status_code == 422
+    assert client.get("/v1/chats/", headers=alice.headers).json() == []
+
+
+def test_a_bad_item_deep_in_a_full_batch_is_named_and_stores_nothing(
+    client: TestClient, alice: Account, chat_id: int
+) -> None:
+    batch = numbered(1000)
+    batch[999] = {"role": "user", "content": "x", "metadata": {"k": 1}}
+    response = upload(client, alice, chat_id, batch)
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"][:4] == ["body", "messages", 999, "metadata"]
+    assert count_messages(chat_id) == 0
+    assert client.get(f"/v1/chats/{chat_id}", headers=alice.headers).json()["messages"] == []
+
+
+@pytest.mark.parametrize("body", [{}, {"messages": "not a list"}, {"messages": [None]}, [numbered(1)]])
+def test_malformed_batches_are_422(client: TestClient, alice: Account, chat_id: int, body: object) -> None:
+    response = client.post(f"/v1/chats/{chat_id}/messages", json=body, headers=alice.headers)
+    assert response.status_code == 422
+    assert count_messages(chat_id) == 0
+
+
+def test_message_edits_and_deletes_check_their_ids(client: TestClient, alice: Account, chat_id: int) -> None:
+    (message,) = upload(client, alice, chat_id, numbered(1)).json()
+    for url in (f"/v1/chats/{chat_id}/messages/0", f"/v1/chats/{chat_id}/messages/{2**63}", "/v1/chats/0/messages/1"):
+        assert client.patch(url, json={"content": "x"}, headers=alice.headers).status_code == 422
+        assert client.delete(url, headers=alice.headers).status_code == 422
+    missing = f"/v1/chats/{chat_id}/messages/{2**63 - 1}"
+    assert client.patch(missing, json={"content": "x"}, headers=alice.headers).status_code == 404
+    assert client.delete(missing, headers=alice.headers).status_code == 404
+    url = f"/v1/chats/{chat_id}/messages/{message['id']}"
+    for bad in (
+        {"content": "x" * (1024 * 1024 + 1)},
+        {"metadata": {"k": "v" * 513}},
+        {"content": 5},
+        ["x"],
+        {"role": "system"},
+        {"content": "x", "name": "renamed"},
+    ):
+        assert client.patch(url, json=bad, headers=alice.headers).status_code == 422
+    unchanged = client.patch(url, json={}, headers=alice.headers)
+    assert unchanged.status_code == 200 and unchanged.json() == message
+
+
+def test_paging_newest_first_walks_back_with_before(client: TestClient, alice: Account, chat_id: int) -> None:
+    ids = [m["id"] for m in upload(client, alice, chat_id, numbered(250)).json()]
+    url = f"/v1/chats/{chat_id}/messages"
+    oldest_first, before = [], ids[0] - 1
+    while True:  # in desc order `before` is the newer side: walking from the oldest message up
+        body = client.get(url, params={"limit": 70, "order": "desc", "before": before}, headers=alice.headers).json()
+        page = [m["id"] for m in body["data"]]
+        assert page == sorted(page, reverse=True)
+        oldest_first += page[::-1]
+        if not body["has_more"]:
+            break
+        before = body["first_id"]
+    assert oldest_first == ids
+    window = client.get(url, params={"after": ids[9], "before": ids[20]}, headers=alice.headers).json()
+    assert [m["id"] for m in window["data"]] == ids[10:20] and window["has_more"] is False
+
+
+def test_a_long_chat_exports_whole_in_every_format(client: TestClient, alice: Account, chat_id: int) -> None:
+    count = 2 * HISTORY_PAGE + 7  # three pages of history
+    now = datetime.now(UTC)
+    with engine.begin() as connection:
+        connection.execute(
+            insert(Message),
+            [{"chat_id": chat_id, "role": "user", "content": f"line {i} ✓", "created_at": now} for i in range(count)],
+        )
+    texts = [f"line {i} ✓" for i in range(count)]
+    response = client.get(f"/v1/chats/{chat_id}/export", headers=alice.headers)
+    assert "content-length" not in response.headers  # streamed as it is read, not built whole first
+    assert response.headers["content-disposition"] == f'attachment; filename="chat-{chat_id}.json"'
+    assert [m["content"] for m in response.json()["messages"]] == texts
+    openai = client.get(f"/v1/chats/{chat_id}/export?format=openai", headers=alice.headers).json()
+    assert openai["messages"] == [{"role": "user", "content": text} for text in texts]
+    markdown = client.get(f"/v1/chats/{chat_id}/export?format=markdown", headers=alice.headers).text
+    assert markdown.count("## User\n") == count and markdown.endswith(f"line {count - 1} ✓\n")
+    everything = json.loads(client.get("/v1/chats/export", headers=alice.headers).content)
+    assert [m["content"] for m in everything[0]["messages"]] == texts
+
+
+def test_export_all_with_no_chats_is_an_empty_list(client: TestClient, alice: Account) -> None:
+    response = client.get("/v1/chats/export", headers=alice.headers)
+    assert response.status_code == 200 and response.json() == []
+    assert response.headers["content-disposition"] == 'attachment; filename="chats.json"'
+
+
+def test_patching_another_or_a_missing_chat_is_404(client: TestClient, alice: Account, bob: Account) -> None:
+    assert client.patch(f"/v1/chats/{2**63 - 1}", json={"pinned": True}, headers=alice.headers).status_code == 404
+    bobs = client.post("/v1/chats/", json={"title": "bob's"}, headers=bob.headers).json()
+    assert client.patch(f"/v1/chats/{bobs['id']}", json={}, headers=alice.headers).status_code == 404
+    assert client.get(f"/v1/chats/{bobs['id']}", headers=bob.headers).json() == bobs | {"messages": []}
+
+
+def test_history_endpoints_require_a_token(client: TestClient, alice: Account, chat_id: int) -> None:
+    (message,) = upload(client, alice, chat_id, numbered(1)).json()
+    for method, path, body in [
+        ("GET", f"/v1/chats/{chat_id}/messages", None),
+        ("POST", f"/v1/chats/{chat_id}/messages", {"messages": numbered(1)}),
+        ("PATCH", f"/v1/chats/{chat_id}", {"title": "t"}),
+        ("PATCH", f"/v1/chats/{chat_id}/messages/{message['id']}", {"content": "x"}),
+        ("DELETE", f"/v1/chats/{chat_id}/messages/{message['id']}", None),
+        ("GET", f"/v1/chats/{chat_id}/export", None),
+        ("GET", "/v1/chats/export", None),
+        ("POST", "/v1/chats/import", []),
+    ]:
+        for headers in ({}, {"Authorization": "Bearer not-a-token"}):
+            response = client.request(method, path, json=body, headers=headers)
+            assert response.status_code == 401, (method, path)
+            assert response.headers["www-authenticate"] == "Bearer"
+    assert client.get(f"/v1/chats/{chat_id}", headers=alice.headers).json()["messages"] == [message]

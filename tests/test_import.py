@@ -1,0 +1,462 @@
+"""POST /v1/chats/import: a ChatGPT export in, chats out; nothing in when it is broken."""
+
+import collections
+import io
+import json
+import random
+import struct
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from chatgpt import ImportTooLarge, UnpackBudget, conversations_in
+from config import settings
+from conftest import Account
+from database import engine
+from models import Chat
+
+T0 = 1_700_000_000.0
+
+
+def conversation(title: str, turns: list[tuple[str, str]], conversation_id: str = "c1") -> dict:
+    """A conversation in ChatGPT's export shape: a mapping tree walked from current_node."""
+    mapping = {"root": {"id": "root", "message": None, "parent": None, "children": []}}
+    parent = "root"
+    for index, (role, text) in enumerate(turns):
+        node = f"n{index}"
+        mapping[node] = {
+            "id": node,
+            "parent": parent,
+            "children": [],
+            "message": {
+                "id": node,
+                "author": {"role": role, "name": None, "metadata": {}},
+                "create_time": T0 + index,
+                "content": {"content_type": "text", "parts": [text]},
+                "status": "finished_successfully",
+                "metadata": {"model_slug": "gpt-4o"} if role == "assistant" else {},
+                "recipient": "all",
+            },
+        }
+        mapping[parent]["children"].append(node)
+        parent = node
+    return {
+        "title": title,
+        "create_time": T0,
+        "update_time": T0 + len(turns),
+        "mapping": mapping,
+        "current_node": parent,
+        "id": conversation_id,
+        "conversation_id": conversation_id,
+    }
+
+
+EXPORT = [
+    conversation("Kyoto trip", [("user", "Where should I stay in 京都?"), ("assistant", "Try Gion 🏮")], "a"),
+    conversation("Empty", [("system", "")], "b"),
+    conversation("Code", [("user", "fizzbuzz?"), ("assistant", "```py\nprint(1)\n```")], "c"),
+]
+
+
+def zipped(files: dict[str, bytes], method: int = zipfile.ZIP_DEFLATED) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", method) as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def chat_count(account: Account) -> int:
+    with engine.connect() as connection:
+        return connection.scalar(select(func.count()).select_from(Chat).where(Chat.owner_id == account.id))
+
+
+def check_imported(client: TestClient, account: Account, result: dict) -> None:
+    assert [chat["title"] for chat in result["chats"]] == ["Kyoto trip", "Code"]
+    assert result["messages"] == 4 and result["skipped_conversations"] == 1
+    kyoto = client.get(f"/v1/chats/{result['chats'][0]['id']}", headers=account.headers).json()
+    assert [(m["role"], m["content"]) for m in kyoto["messages"]] == [
+        ("user", "Where should I stay in 京都?"),
+        ("assistant", "Try Gion 🏮"),
+    ]
+    assert kyoto["messages"][1]["model"] == "gpt-4o"
+    assert kyoto["created_at"].startswith("2023-11-14T22:13:20")
+    assert kyoto["metadata"] == {"source": "chatgpt", "chatgpt_id": "a"}
+
+
+def test_import_a_zip_as_a_multipart_upload(client: TestClient, alice: Account) -> None:
+    archive = zipped({"conversations.json": json.dumps(EXPORT).encode(), "user.json": b"{}"})
+    response = client.post(
+        "/v1/chats/import", files={"file": ("export.zip", archive, "application/zip")}, headers=alice.headers
+    )
+    assert response.status_code == 201, response.text
+    check_imported(client, alice, response.json())
+
+
+def test_import_split_conversation_files_in_a_zip_body(client: TestClient, alice: Account) -> None:
+    archive = zipped(
+        {
+            "export/conversations-000.json": json.dumps(EXPORT[:2]).encode(),
+            "export/conversations-001.json": json.dumps(EXPORT[2:]).encode(),
+        }
+    )
+    response = client.post(
+        "/v1/chats/import", content=archive, headers={**alice.headers, "Content-Type": "application/zip"}
+    )
+    assert response.status_code == 201, response.text
+    check_imported(client, alice, response.json())
+
+
+def test_import_a_bare_conversations_json(client: TestClient, alice: Account, bob: Account) -> None:
+    response = client.post("/v1/chats/import", json=EXPORT, headers=alice.headers)
+    assert response.status_code == 201, response.text
+    check_imported(client, alice, response.json())
+    assert client.get("/v1/chats/", headers=bob.headers).json() == []
+    chat_id = response.json()["chats"][0]["id"]
+    assert client.get(f"/v1/chats/{chat_id}", headers=bob.headers).status_code == 404
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"",
+        b"not json at all",
+        b'{"title": "an object, not a list"}',
+        json.dumps(EXPORT).encode()[:-40],  # truncated
+        json.dumps([EXPORT[0], "not a conversation"]).encode(),
+        json.dumps([{**EXPORT[0], "mapping": []}]).encode(),
+        zipped({"readme.txt": b"no conversations here"}),
+        b"PK\x03\x04 a broken zip",
+    ],
+)
+def test_a_broken_export_is_422_and_imports_nothing(client: TestClient, alice: Account, body: bytes) -> None:
+    response = client.post(
+        "/v1/chats/import", content=body, headers={**alice.headers, "Content-Type": "application/octet-stream"}
+    )
+    assert response.status_code == 422, response.text
+    assert isinstance(response.json()["detail"], str | list)
+    assert chat_count(alice) == 0
+
+
+def test_a_nul_in_any_message_rejects_the_whole_import(client: TestClient, alice: Account) -> None:
+    broken = [EXPORT[0], conversation("bad", [("user", "nul \x00 here")], "d")]
+    assert client.post("/v1/chats/import", json=broken, headers=alice.headers).status_code == 422
+    assert chat_count(alice) == 0
+
+
+def test_an_export_unpacking_past_the_limit_is_413_before_unpacking(
+    client: TestClient, alice: Account, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(settings, "max_import_bytes", 64 * 1024)
+    bomb = zipped({"conversations.json": b"[" + b" " * (1024 * 1024) + b"]"})  # 1 MiB of spaces packs small
+    assert len(bomb) < 64 * 1024
+    response = client.post(
+        "/v1/chats/import", content=bomb, headers={**alice.headers, "Content-Type": "application/zip"}
+    )
+    assert response.status_code == 413
+    assert chat_count(alice) == 0
+
+
+def test_an_upload_past_the_limit_is_413(client: TestClient, alice: Account) -> None:
+    headers = {
+        **alice.headers,
+        "Content-Type": "application/json",
+        "Content-Length": str(settings.max_import_bytes + 1),
+    }
+    response = client.post("/v1/chats/import", content=b"[]", headers=headers)
+    assert response.status_code == 413
+
+
+def test_a_retried_import_with_its_key_imports_once(client: TestClient, alice: Account) -> None:
+    headers = {**alice.headers, "Idempotency-Key": "import-1"}
+    first = client.post("/v1/chats/import", json=EXPORT, headers=headers)
+    again = client.post("/v1/chats/import", json=EXPORT, headers=headers)
+    assert first.status_code == again.status_code == 201
+    assert first.json() == again.json()
+    assert chat_count(alice) == 2
+    other = client.post("/v1/chats/import", json=EXPORT[:1], headers=headers)
+    assert other.status_code == 409
+
+
+def test_import_needs_a_token(client: TestClient) -> None:
+    assert client.post("/v1/chats/import", json=EXPORT).status_code == 401
+
+
+# --- a realistic export: tests/data/conversations.json, as ChatGPT writes it
+
+SAMPLE = Path(__file__).with_name("data").joinpath("conversations.json").read_bytes()
+KYOTO_ID = "6630f1a0-0b3c-8000-9a8b-3c1d2e4f5a6b"
+# The files beside conversations.json in a downloaded export; only the conversations are read.
+EXPORT_EXTRAS = {
+    "user.json": b'{"id": "user-1", "email": "alice@example.com"}',
+    "message_feedback.json": b"[]",
+    "chat.html": b"<html><body><script>var jsonData = [];</script></body></html>",
+    "file-Kx3temple-IMG_0042.jpeg": bytes(range(256)) * 64,
+}
+
+
+def split_zip() -> bytes:
+    """The sample as a newer export holds it: one conversation per numbered file, in a folder."""
+    conversations = json.loads(SAMPLE)
+    files = {f"export/conversations-{i:03}.json": json.dumps([c]).encode() for i, c in enumerate(conversations)}
+    return zipped(files | {f"export/{name}": data for name, data in EXPORT_EXTRAS.items()})
+
+
+def sample_ways_to_send() -> dict[str, dict]:
+    full_zip = zipped({"conversations.json": SAMPLE, **EXPORT_EXTRAS})
+    return {
+        "zip as multipart": {"files": {"file": ("chatgpt-export.zip", full_zip, "application/zip")}},
+        "zip as body": {"content": full_zip, "headers": {"Content-Type": "application/zip"}},
+        "split zip as body": {"content": split_zip(), "headers": {"Content-Type": "application/zip"}},
+        "split zip as multipart": {"files": {"file": ("export.zip", split_zip(), "application/octet-stream")}},
+        "json as body": {"content": SAMPLE, "headers": {"Content-Type": "application/json"}},
+        "json as multipart": {"files": {"file": ("conversations.json", SAMPLE, "application/json")}},
+    }
+
+
+def post_import(client: TestClient, account: Account, request: dict, **headers: str):
+    return client.post(
+        "/v1/chats/import", **{**request, "headers": {**account.headers, **request.get("headers", {}), **headers}}
+    )
+
+
+@pytest.mark.parametrize("way", list(sample_ways_to_send()))
+def test_import_the_sample_export(client: TestClient, alice: Account, way: str) -> None:
+    response = post_import(client, alice, sample_ways_to_send()[way])
+    assert response.status_code == 201, response.text
+    result = response.json()
+    assert [c["title"] for c in result["chats"]] == ["Two days in 京都 🏯", "Regex for e-mail addresses"]
+    # Skipped: the hidden system message and custom instructions, the call to the web tool and
+    # its result, an empty answer; the o3 reasoning; and all of the hidden-only conversation.
+    assert (result["messages"], result["skipped_messages"], result["skipped_conversations"]) == (7, 7, 1)
+
+    kyoto = client.get(f"/v1/chats/{result['chats'][0]['id']}", headers=alice.headers).json()
+    # The branch that ends at current_node: the edited question, the answer not regenerated away.
+    assert [(m["role"], m["content"], m["model"]) for m in kyoto["messages"]] == [
+        ("user", 'Plan 2 days in 京都, please.\r\nI like\ttemples & "quiet" places.', None),
+        ("assistant", "Day 1: Fushimi Inari ⛩️ at dawn.\nDay 2: Arashiyama 🎋.", "gpt-4o"),
+        ("user", "Which temple is this?", None),
+        ("assistant", "That is Kinkaku-ji (金閣寺), the Golden Pavilion.", "gpt-4o"),
+    ]
+    assert [m["created_at"] for m in kyoto["messages"]] == [
+        "2024-05-01T10:01:00Z",
+        "2024-05-01T10:01:10.250000Z",
+        "2024-05-01T10:01:40Z",
+        "2024-05-01T10:01:50Z",
+    ]
+    assert kyoto["created_at"] == "2024-05-01T10:00:00.123456Z"
+    assert kyoto["updated_at"] == "2024-05-01T10:01:50Z"
+    assert kyoto["metadata"] == {"source": "chatgpt", "chatgpt_id": KYOTO_ID}
+    assert kyoto["pinned"] is False and kyoto["archived"] is False
+
+    regex = client.get(f"/v1/chats/{result['chats'][1]['id']}", headers=alice.headers).json()
+    assert [(m["role"], m["model"]) for m in regex["messages"]] == [
+        ("system", None),
+        ("user", None),
+        ("assistant", "o3"),
+    ]
+    code = '```python\nimport re\nEMAIL = re.compile(r"[^@\\s]+@[^@\\s]+\\.\\w+")\n```'
+    assert regex["messages"][2]["content"] == code
+    # The imported chats are ordinary chats: listed, most recently active first.
+    listed = client.get("/v1/chats/", headers=alice.headers).json()
+    assert [c["id"] for c in listed] == [result["chats"][1]["id"], result["chats"][0]["id"]]
+    assert chat_count(alice) == 2
+
+
+def mutated(change: Callable[[list[dict]], object]) -> bytes:
+    conversations = json.loads(SAMPLE)
+    change(conversations)
+    return json.dumps(conversations).encode()
+
+
+def node(conversations: list[dict], index: int, node_id: str) -> dict:
+    return conversations[index]["mapping"][node_id]
+
+
+@pytest.mark.parametrize(
+    ("change", "where"),
+    [
+        (lambda c: node(c, 2, "a-c").update(parent="gone"), "conversation 2: node 'a-c' has a parent"),
+        (lambda c: node(c, 2, "root-c").update(parent="a-c"), "conversation 2: node 'a-c' is its own ancestor"),
+        (lambda c: c[2].update(current_node="nowhere"), "conversation 2: `current_node`"),
+        (lambda c: c[2].pop("mapping"), "conversation 2: `mapping` must be an object"),
+        (lambda c: c[1].update(title=["not", "text"]), "conversation 1: `title`"),
+        (lambda c: c[2].update(create_time="yesterday"), "conversation 2: `create_time`"),
+        (lambda c: c[2].update(create_time=1e300), "conversation 2: `create_time` is out of range"),
+        (lambda c: node(c, 2, "u-c")["message"].pop("author"), "conversation 2, node 'u-c': `author.role`"),
+        (lambda c: node(c, 2, "u-c")["message"]["content"].update(parts="text"), "node 'u-c': `content.parts`"),
+        (lambda c: node(c, 2, "u-c").update(message="hello"), "node 'u-c': `message` must be an object"),
+        (lambda c: c[2]["mapping"].update({"a-c": ["not", "a", "node"]}), "node 'a-c' must be an object"),
+        (lambda c: node(c, 0, "a-3")["message"]["content"]["parts"].append("\x00"), "node 'a-3': the text"),
+        (lambda c: c.append(42), "conversation 3: must be an object"),
+    ],
+)
+def test_a_malformed_sample_is_422_naming_where_and_imports_nothing(
+    client: TestClient, alice: Account, change: Callable[[list[dict]], object], where: str
+) -> None:
+    body = mutated(change)
+    for request in (
+        {"content": body, "headers": {"Content-Type": "application/json"}},
+        {"files": {"file": ("export.zip", zipped({"conversations.json": body}), "application/zip")}},
+    ):
+        response = post_import(client, alice, request)
+        assert response.status_code == 422, response.text
+        assert where in response.json()["detail"]
+    assert chat_count(alice) == 0
+
+
+def test_a_broken_file_in_a_split_export_names_the_file_and_imports_nothing(client: TestClient, alice: Account) -> None:
+    conversations = json.loads(SAMPLE)
+    archive = zipped(
+        {
+            "conversations-000.json": json.dumps(conversations[:2]).encode(),
+            "conversations-001.json": json.dumps(conversations[2:]).encode()[:-10],
+        }
+    )
+    response = post_import(client, alice, {"content": archive})
+    assert response.status_code == 422
+    assert response.json()["detail"].startswith("Not a ChatGPT export: conversations-001.json: invalid JSON")
+    assert chat_count(alice) == 0
+
+
+def test_a_corrupt_zip_member_is_422(client: TestClient, alice: Account) -> None:
+    archive = bytearray(zipped({"conversations.json": SAMPLE}))
+    start = 30 + len("conversations.json")  # the compressed data follows the first local header
+    archive[start + 100 : start + 140] = bytes(40)
+    response = post_import(client, alice, {"content": bytes(archive)})
+    assert response.status_code == 422
+    assert "ZIP" in response.json()["detail"] or "conversations.json" in response.json()["detail"]
+    assert chat_count(alice) == 0
+
+
+def test_a_zip_whose_headers_understate_its_size_is_refused(
+    client: TestClient, alice: Account, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(settings, "max_import_bytes", 64 * 1024)
+    archive = bytearray(zipped({"conversations.json": b"[" + b" " * (1024 * 1024) + b"]"}))
+    # Declare 100 bytes where 1 MiB is packed, in the local header and in the central directory.
+    struct.pack_into("<I", archive, 22, 100)
+    struct.pack_into("<I", archive, archive.rfind(b"PK\x01\x02") + 24, 100)
+    response = post_import(client, alice, {"content": bytes(archive)})
+    assert response.status_code == 422
+    assert "conversations.json" in response.json()["detail"]
+    assert chat_count(alice) == 0
+
+
+def test_unpacking_stops_at_the_limit_whatever_the_headers_say() -> None:
+    budget = UnpackBudget(1000)
+    with pytest.raises(ImportTooLarge):
+        list(conversations_in(budget.reader(io.BytesIO(b"[" + b" " * 2000 + b"]"), "member"), "member"))
+    within = UnpackBudget(1000).reader(io.BytesIO(b"[" + b" " * 900 + b"]"), "member")
+    assert list(conversations_in(within, "member")) == []
+
+
+def test_the_declared_size_counts_only_the_conversations(
+    client: TestClient, alice: Account, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(settings, "max_import_bytes", len(SAMPLE) + 1024)
+    images = {f"file-{i}.png": bytes(range(256)) * 16 for i in range(4)}  # more than the limit in all
+    assert sum(map(len, images.values())) + len(SAMPLE) > settings.max_import_bytes
+    archive = zipped({"conversations.json": SAMPLE, **images})
+    assert post_import(client, alice, {"content": archive}).status_code == 201
+    split = zipped({"a/conversations-000.json": SAMPLE, "a/conversations-001.json": SAMPLE})
+    too_large = post_import(client, alice, {"content": split})
+    assert too_large.status_code == 413
+    assert "unpack" in too_large.json()["detail"]
+    assert chat_count(alice) == 2
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [
+        {"files": {"upload": ("export.zip", b"PK", "application/zip")}},
+        {"data": {"file": "conversations.json"}, "files": {"other": ("x", b"", "text/plain")}},
+    ],
+    ids=["file in another field", "file as a text field"],
+)
+def test_a_multipart_upload_without_the_file_field_is_422(client: TestClient, alice: Account, request_: dict) -> None:
+    response = post_import(client, alice, request_)
+    assert response.status_code == 422
+    assert response.json() == {"detail": "Send the export in the multipart field `file`"}
+
+
+def test_two_files_in_one_upload_are_refused(client: TestClient, alice: Account) -> None:
+    files = [("file", ("a.json", SAMPLE, "application/json")), ("file", ("b.json", SAMPLE, "application/json"))]
+    response = client.post("/v1/chats/import", files=files, headers=alice.headers)
+    assert response.status_code == 400
+    assert "detail" in response.json()
+    assert chat_count(alice) == 0
+
+
+def test_messages_over_the_content_limit_are_skipped_not_truncated(
+    client: TestClient, alice: Account, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(settings, "max_content_bytes", 40)
+    result = post_import(client, alice, {"content": SAMPLE}).json()
+    kyoto = client.get(f"/v1/chats/{result['chats'][0]['id']}", headers=alice.headers).json()
+    assert [m["content"] for m in kyoto["messages"]] == ["Which temple is this?"]
+    assert (result["messages"], result["skipped_messages"]) == (1 + 2, 7 + 4)
+
+
+def test_titles_are_trimmed_cut_to_200_characters_or_made_up(client: TestClient, alice: Account) -> None:
+    def titles(conversations: list[dict]) -> None:
+        conversations[0]["title"] = "  " + "長" * 250 + "  "
+        conversations[2]["title"] = "   "
+
+    result = post_import(client, alice, {"content": mutated(titles)}).json()
+    assert [c["title"] for c in result["chats"]] == ["長" * 200, "Untitled chat"]
+
+
+def test_imports_are_private_and_keys_are_per_user(client: TestClient, alice: Account, bob: Account) -> None:
+    headers = {"Idempotency-Key": "my-export"}
+    mine = post_import(client, alice, {"content": SAMPLE}, **headers).json()
+    theirs = post_import(client, bob, {"content": SAMPLE}, **headers)
+    assert theirs.status_code == 201  # bob's key is his own: his import is not alice's replay
+    assert {c["id"] for c in theirs.json()["chats"]}.isdisjoint(c["id"] for c in mine["chats"])
+    for chat in mine["chats"]:
+        for url in (f"/v1/chats/{chat['id']}", f"/v1/chats/{chat['id']}/export", f"/v1/chats/{chat['id']}/messages"):
+            assert client.get(url, headers=bob.headers).status_code == 404
+    exported = json.loads(client.get("/v1/chats/export", headers=bob.headers).content)
+    assert [c["id"] for c in exported] == [c["id"] for c in theirs.json()["chats"]]
+    assert chat_count(alice) == chat_count(bob) == 2
+
+
+def test_a_retried_multipart_upload_replays_the_first_import(client: TestClient, alice: Account) -> None:
+    request = sample_ways_to_send()["zip as multipart"]
+    # Each multipart body has its own boundary: the key is matched on the file, not the envelope.
+    first = post_import(client, alice, request, **{"Idempotency-Key": "zip-1"})
+    again = post_import(client, alice, request, **{"Idempotency-Key": "zip-1"})
+    assert first.status_code == again.status_code == 201
+    assert first.json() == again.json()
+    assert chat_count(alice) == 2
+    assert post_import(client, alice, {"content": split_zip()}, **{"Idempotency-Key": "zip-1"}).status_code == 409
+    assert chat_count(alice) == 2
+
+
+def test_damaged_archives_are_4xx_never_500(client: TestClient, alice: Account) -> None:
+    """Bytes flipped, cut or dropped anywhere in exports packed each way zipfile can read."""
+    bases = [
+        zipped({"conversations.json": SAMPLE, "user.json": b"{}"}),
+        split_zip(),
+        *(zipped({"conversations.json": SAMPLE}, method) for method in (zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA)),
+        zipped({"a/conversations-000.json": SAMPLE, "a/conversations-001.json": SAMPLE}, zipfile.ZIP_STORED),
+    ]
+    rng = random.Random(4)
+    answers = collections.Counter()
+    for _ in range(150):
+        damaged = bytearray(rng.choice(bases))
+        for _ in range(rng.randint(1, 3)):
+            at = rng.randrange(len(damaged))
+            damaged[at : at + rng.choice((1, 1, 8, 40))] = bytes(rng.randrange(256) for _ in range(rng.choice((0, 1))))
+        before = chat_count(alice)
+        response = post_import(client, alice, {"content": bytes(damaged)})
+        answers[response.status_code] += 1
+        assert response.status_code in (201, 413, 422), response.text
+        if response.status_code != 201:
+            assert isinstance(response.json()["detail"], str)
+            assert chat_count(alice) == before
+    assert answers[422] > 100
