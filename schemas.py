@@ -76,7 +76,7 @@ class Token(BaseModel):
 
 
 class RefreshRequest(BaseModel):
-    refresh_token: Annotated[str, StringConstraints(max_length=200)]
+    refresh_token: Annotated[str, StringConstraints(max_length=1000)]
 
 
 class AccountUpdate(BaseModel):
