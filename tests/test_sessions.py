@@ -215,3 +215,27 @@ def test_failed_logins_are_logged_without_the_password_and_no_token_is_ever_logg
     logged = "\n".join(f"{record.getMessage()} {record.args}" for record in caplog.records)
     for secret in secrets:
         assert secret not in logged
+
+
+PUBLIC = {("post", "/v1/auth/register"), ("post", "/v1/auth/token"), ("post", "/v1/auth/refresh")}
+
+
+def test_every_account_and_chat_operation_needs_a_token(client: TestClient) -> None:
+    """Function-level authorization: nothing under /v1/auth or /v1/chats but registering
+    and the two ways to get tokens is open, and the schema says so too."""
+    paths = client.get("/openapi.json").json()["paths"]
+    checked = 0
+    for path, operations in paths.items():
+        if not path.startswith(("/v1/auth", "/v1/chats")):
+            continue
+        for method, operation in operations.items():
+            if (method, path) in PUBLIC:
+                assert "security" not in operation
+                continue
+            assert operation.get("security"), (method, path)
+            url = path.replace("{chat_id}", "1").replace("{message_id}", "1")
+            response = client.request(method, url, params={"chat_id": 1})
+            assert response.status_code == 401, (method, path, response.text)
+            assert response.headers["www-authenticate"] == "Bearer"
+            checked += 1
+    assert checked >= 20
