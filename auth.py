@@ -187,6 +187,9 @@ END_SESSION = delete(AuthSession).where(AuthSession.id == bindparam("sid"))
 END_USER_SESSION = delete(AuthSession).where(
     AuthSession.id == bindparam("sid"), AuthSession.user_id == bindparam("uid")
 )
+EXPIRED_SESSIONS = delete(AuthSession).where(
+    AuthSession.user_id == bindparam("uid"), AuthSession.expires_at < bindparam("now")
+)
 END_ALL_SESSIONS = delete(AuthSession).where(AuthSession.user_id == bindparam("uid"))
 NEXT_GENERATION = update(User).where(User.id == bindparam("uid")).values(token_generation=User.token_generation + 1)
 
@@ -256,6 +259,8 @@ def _tokens(db: Connection, user_id: int, session_id: str) -> Token:
 def start_session(db: Connection, user_id: int) -> Token:
     session_id = secrets.token_urlsafe(16)
     now = datetime.now(UTC)
+    # Sessions nobody refreshed until they expired go when their user next logs in.
+    db.execute(EXPIRED_SESSIONS, {"uid": user_id, "now": now})
     db.execute(
         insert(AuthSession).values(id=session_id, user_id=user_id, token_hash="", created_at=now, expires_at=now)
     )
@@ -286,7 +291,10 @@ def refresh_session(db: Connection, session_id: str, secret: str) -> Token | Non
     row = db.execute(SESSION_FOR_REFRESH, {"sid": session_id}).one_or_none()
     if row is None:
         return None
-    if not hmac.compare_digest(row.token_hash, _secret_hash(secret)) or row.expires_at <= datetime.now(UTC):
+    reused = not hmac.compare_digest(row.token_hash, _secret_hash(secret))
+    if reused or row.expires_at <= datetime.now(UTC):
+        if reused:
+            logger.warning("Refresh token reused: ended a session of user id %s", row.user_id)
         db.execute(END_SESSION, {"sid": session_id})
         return None
     return _tokens(db, row.user_id, session_id)

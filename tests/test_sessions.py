@@ -10,8 +10,12 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 from jose import jwt
+from sqlalchemy import func, select, update
 
+from config import settings
 from conftest import DATABASE_URL, PASSWORD, WORK_DIR, Account
+from database import engine
+from models import AuthSession
 from server import PYTHON, ROOT, free_port, running, server_env
 
 
@@ -121,8 +125,6 @@ def test_logging_out_needs_a_valid_token(client: TestClient, path: str) -> None:
 
 
 def test_a_valid_signature_without_the_binding_claims_is_401(client: TestClient, alice: Account) -> None:
-    from config import settings
-
     claims = jwt.get_unverified_claims(alice.token)
     for missing in ("uid", "gen", "sid", "jti", "iat"):
         forged = jwt.encode({k: v for k, v in claims.items() if k != missing}, settings.signing_key, "HS256")
@@ -239,3 +241,19 @@ def test_every_account_and_chat_operation_needs_a_token(client: TestClient) -> N
             assert response.headers["www-authenticate"] == "Bearer"
             checked += 1
     assert checked >= 20
+
+
+def test_an_expired_refresh_token_is_401_and_expired_sessions_are_swept_at_login(
+    client: TestClient, alice: Account
+) -> None:
+    tokens = login(client, alice.username).json()
+    session_id = tokens["refresh_token"].split(".")[0]
+    with engine.begin() as connection:
+        past = datetime.now(UTC) - timedelta(seconds=1)
+        connection.execute(update(AuthSession).where(AuthSession.user_id == alice.id).values(expires_at=past))
+    assert refresh(client, tokens["refresh_token"]).status_code == 401
+    login(client, alice.username)
+    with engine.connect() as connection:
+        assert connection.scalar(select(AuthSession.id).where(AuthSession.id == session_id)) is None
+        live = select(func.count()).where(AuthSession.user_id == alice.id)
+        assert connection.scalar(live) == 1
