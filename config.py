@@ -6,11 +6,13 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
 MiB = 1024 * 1024
+# "10/minute": at most 10 attempts in each window of a minute.
+RateLimit = Annotated[str, Field(pattern=r"^[1-9][0-9]{0,8}/(second|minute|hour|day)$")]
 
 
 class Settings(BaseSettings):
@@ -19,6 +21,20 @@ class Settings(BaseSettings):
     database_url: str = "sqlite:///./chat.db"
     secret_key: str = ""
     access_token_expire_minutes: int = Field(default=30, ge=1)
+    refresh_token_expire_days: int = Field(default=14, ge=1)
+    # Put into access tokens, and required of them, when set.
+    jwt_issuer: str = ""
+    jwt_audience: str = ""
+    # "development" allows a SECRET_KEY shorter than 32 bytes; nothing else changes with it.
+    environment: Literal["development", "production"] = "production"
+
+    # Shared by all workers when set (redis://host:6379/0); else counted in each worker.
+    redis_url: str = ""
+    rate_limit_prefix: str = "chat-api:ratelimit"
+    rate_limit_login: RateLimit = "10/minute"
+    rate_limit_register: RateLimit = "10/minute"
+    rate_limit_refresh: RateLimit = "10/minute"
+    rate_limit_password: RateLimit = "10/minute"
 
     host: str = "0.0.0.0"
     port: int = 8000
@@ -47,6 +63,12 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [origin.strip() for origin in value.split(",") if origin.strip()]
         return value
+
+    @model_validator(mode="after")
+    def strong_secret_key(self) -> "Settings":
+        if self.secret_key and len(self.secret_key.encode()) < 32 and self.environment != "development":
+            raise ValueError("SECRET_KEY must be at least 32 bytes (or set ENVIRONMENT=development)")
+        return self
 
     @property
     def is_sqlite(self) -> bool:

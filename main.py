@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api import api_router
 from config import settings
 from database import migrate
+from openapi import install as install_openapi
 from schemas import Welcome
 
 
@@ -80,6 +81,7 @@ if settings.cors_origins:
         allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
     )
 app.include_router(api_router)
+install_openapi(app)
 
 
 @app.exception_handler(RequestValidationError)

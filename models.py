@@ -60,6 +60,8 @@ class User(Base):
     username: Mapped[str] = mapped_column(String(50), unique=True)
     hashed_password: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(Timestamp())
+    # Access tokens name the generation they were issued in; bumping it revokes them all.
+    token_generation: Mapped[int] = mapped_column(BigInteger, server_default="0")
 
     chats: Mapped[list["Chat"]] = relationship(
         back_populates="owner", cascade="all, delete-orphan", passive_deletes=True
@@ -125,3 +127,16 @@ class IdempotencyKey(Base):
     status_code: Mapped[int]
     response: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(Timestamp(), index=True)
+
+
+class AuthSession(Base):
+    """A login: its refresh token, rotated at every use, is `<id>.<secret>`; only the
+    secret's SHA-256 is kept. The row is the token family: deleting it ends the session."""
+
+    __tablename__ = "sessions"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(Timestamp())
+    expires_at: Mapped[datetime] = mapped_column(Timestamp())

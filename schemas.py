@@ -72,6 +72,24 @@ class UserPublic(BaseModel):
 class Token(BaseModel):
     access_token: str
     token_type: str = "bearer"
+    refresh_token: str
+
+
+class RefreshRequest(BaseModel):
+    refresh_token: Annotated[str, StringConstraints(max_length=1000)]
+
+
+class AccountUpdate(BaseModel):
+    email: Annotated[EmailStr, AfterValidator(str.lower)] = None  # type: ignore[assignment]
+
+
+class PasswordChange(BaseModel):
+    current_password: Password
+    new_password: Password
+
+
+class AccountDeletion(BaseModel):
+    password: Password
 
 
 class MessageCreate(BaseModel):
