@@ -60,6 +60,8 @@ def test_finds_english_words_in_messages_with_chat_role_and_marked_snippet(clien
 def test_finds_chinese_and_japanese_by_any_part_of_the_text(client: TestClient, alice: Account) -> None:
     _, (message,) = new_chat(client, alice, "数据库", "我喜欢用PostgreSQL数据库存储聊天记录。")
     _, (kana,) = new_chat(client, alice, "日本語", "東京でラーメンを食べました")
+    _, (hangul,) = new_chat(client, alice, "한국어", "데이터베이스를 만들었다")
+    assert found(client, alice, "데이터") == [f"m{hangul}"]
     assert found(client, alice, "数据库")[-1] == f"m{message}"  # after the chat titled so
     for q in ("聊天记录", "聊天", "存", "数据 存储", "ラーメン", "東京"):
         assert f"m{message}" in found(client, alice, q) or f"m{kana}" in found(client, alice, q), q
