@@ -139,27 +139,24 @@ def _sqlite_search(query: Select, source: str, text: ColumnElement[str], owner_i
 # and pairs of characters
 
 
-def _tsquery_words(terms: Terms) -> str:
-    parts = [" <-> ".join(f"'{word}'" for word in phrase) for phrase in terms.phrases]
-    return " & ".join(parts + [f"'{prefix}':*" for prefix in terms.prefixes])
-
-
-def _tsquery_lexemes(owner_id: int, terms: Terms) -> str:
+def _tsquery(owner_id: int, terms: Terms) -> str:
+    """A tsquery of lexemes as the document holds them (terms are letters and digits only,
+    so need no escaping): no parser stands between the query and the index."""
+    words = [" <-> ".join(f"'{word}'" for word in phrase) for phrase in terms.phrases]
+    words += [f"'{prefix}':*" for prefix in terms.prefixes]
     lexemes = [f"owner={owner_id}"]
     for term in terms.cjk:
         lexemes += [term] if len(term) <= 2 else [term[i : i + 2] for i in range(len(term) - 1)]
-    return " & ".join(f"'{lexeme}'" for lexeme in dict.fromkeys(lexemes))
+    return " & ".join([*words, *(f"'{lexeme}'" for lexeme in dict.fromkeys(lexemes))])
 
 
 def _postgresql_search(query: Select, source: str, text: ColumnElement[str], owner_id: int, terms: Terms) -> Select:
-    tsquery = cast(_tsquery_lexemes(owner_id, terms), TSQUERY)
-    if terms.phrases or terms.prefixes:
-        tsquery = func.to_tsquery(literal_column("'simple'"), _tsquery_words(terms)).op("&&")(tsquery)
     document = literal_column(f"{source}.search_document")
     # Pairs of characters all present do not make the substring: check it.
     filters = (func.strpos(text, term) > 0 for term in terms.cjk if len(term) > 2)
     key = Chat.id if source == "chats" else Message.id
-    return query.where(document.bool_op("@@")(tsquery), *filters).order_by(key.desc())
+    matches = document.bool_op("@@")(cast(_tsquery(owner_id, terms), TSQUERY))
+    return query.where(matches, *filters).order_by(key.desc())
 
 
 TITLE_HITS = select(Chat.id, Chat.title, Chat.created_at).where(Chat.owner_id == bindparam("owner_id"))
