@@ -10,8 +10,10 @@ inside the index instead of walking every user's matches. Names all start with
 
 SQLite: FTS5 tables without stored content (messages and chats already hold it). Words
 go to a unicode61 index; text with CJK characters also goes to a trigram index, because
-unicode61 keeps a run of CJK characters as one token. A migration that recreates
-`messages` or `chats` (batch "move and copy") drops their triggers: it must recreate them.
+unicode61 keeps a run of CJK characters as one token. The triggers of each table name the
+other, so a later migration that recreates `messages` or `chats` on SQLite (batch "move
+and copy") fails at its RENAME until it drops these triggers first, and must create them
+again after (with `_sqlite_index` below as the model).
 
 PostgreSQL: a `search_document` tsvector column on each table, set by a trigger, with a
 GIN index: the words, the owner, and every CJK character and pair of characters.
