@@ -127,9 +127,10 @@ def _sqlite_match(owner_id: int, terms: Terms) -> tuple[str, str, list[str]]:
 def _sqlite_search(query: Select, source: str, text: ColumnElement[str], owner_id: int, terms: Terms) -> Select:
     suffix, match, filters = _sqlite_match(owner_id, terms)
     index = table(f"search_{source}{suffix}", column("rowid"))
-    key = Chat.id if source == "chats" else Message.id
+    # The cursor bounds the index's rowid, not the table's id: FTS5 then starts its walk there.
     return (
-        query.join(index, index.c.rowid == key)
+        query.join(index, index.c.rowid == (Chat.id if source == "chats" else Message.id))
+        .where(index.c.rowid < bindparam("before"))
         .where(literal_column(index.name).match(match), *(func.instr(text, term) > 0 for term in filters))
         .order_by(index.c.rowid.desc())
     )
@@ -151,12 +152,11 @@ def _tsquery(owner_id: int, terms: Terms) -> str:
 
 
 def _postgresql_search(query: Select, source: str, text: ColumnElement[str], owner_id: int, terms: Terms) -> Select:
-    document = literal_column(f"{source}.search_document")
+    key = Chat.id if source == "chats" else Message.id
+    matches = literal_column(f"{source}.search_document").bool_op("@@")(cast(_tsquery(owner_id, terms), TSQUERY))
     # Pairs of characters all present do not make the substring: check it.
     filters = (func.strpos(text, term) > 0 for term in terms.cjk if len(term) > 2)
-    key = Chat.id if source == "chats" else Message.id
-    matches = document.bool_op("@@")(cast(_tsquery(owner_id, terms), TSQUERY))
-    return query.where(matches, *filters).order_by(key.desc())
+    return query.where(key < bindparam("before"), matches, *filters).order_by(key.desc())
 
 
 TITLE_HITS = select(Chat.id, Chat.title, Chat.created_at).where(Chat.owner_id == bindparam("owner_id"))
@@ -177,14 +177,11 @@ MESSAGE_HITS = (
 def _hits(
     db: Connection, source: str, owner_id: int, terms: Terms, before: int | None, limit: int
 ) -> Sequence[RowMapping]:
-    query, key, text = (
-        (TITLE_HITS, Chat.id, Chat.title) if source == "chats" else (MESSAGE_HITS, Message.id, Message.content)
-    )
-    if before is not None:
-        query = query.where(key < before)
+    query, text = (TITLE_HITS, Chat.title) if source == "chats" else (MESSAGE_HITS, Message.content)
     build = _sqlite_search if db.dialect.name == "sqlite" else _postgresql_search
     statement = build(query, source, text, owner_id, terms).limit(limit)
-    return db.execute(statement, {"owner_id": owner_id}).mappings().all()
+    params = {"owner_id": owner_id, "before": MAX_ID if before is None else before}
+    return db.execute(statement, params).mappings().all()
 
 
 def search(db: Connection, owner_id: int, terms: Terms, limit: int, after: tuple[str, int] | None) -> SearchPage:
