@@ -36,6 +36,7 @@ CJK_CHARS = 20_000
 MAX_TERMS = 16
 MIN_PREFIX = 3  # a shorter prefix would match a large part of the vocabulary
 SNIPPET_CHARS = 160
+RECENT_IDS = 20_000  # PostgreSQL: how far back a search walks the id index (see below)
 
 TOKENS = re.compile(r'"([^"]*)"?|([^\s"]+)')
 PIECES = re.compile(rf"[{CJK}]+|[^\W_{CJK}]+")
@@ -178,10 +179,31 @@ def _hits(
     db: Connection, source: str, owner_id: int, terms: Terms, before: int | None, limit: int
 ) -> Sequence[RowMapping]:
     query, text = (TITLE_HITS, Chat.title) if source == "chats" else (MESSAGE_HITS, Message.content)
-    build = _sqlite_search if db.dialect.name == "sqlite" else _postgresql_search
-    statement = build(query, source, text, owner_id, terms).limit(limit)
     params = {"owner_id": owner_id, "before": MAX_ID if before is None else before}
-    return db.execute(statement, params).mappings().all()
+    if db.dialect.name == "sqlite":
+        return db.execute(_sqlite_search(query, source, text, owner_id, terms).limit(limit), params).mappings().all()
+    statement = _postgresql_search(query, source, text, owner_id, terms)
+    if source == "chats":
+        return db.execute(statement.limit(limit), params).mappings().all()
+    return _postgresql_messages(db, statement, params, limit)
+
+
+def _postgresql_messages(db: Connection, statement: Select, params: dict, limit: int) -> Sequence[RowMapping]:
+    """The planner cannot know that a word in half of all messages may be in five of one
+    user's: it would walk the id index back through every message to find those five. So
+    it walks only the newest RECENT_IDS ids, where a common word fills a page at once, and
+    finds older matches through the GIN index alone (the words and the owner intersected)."""
+    newest = db.scalar(select(func.max(Message.id))) or 0
+    floor = max(1, min(params["before"], newest + 1) - RECENT_IDS)
+    recent = db.execute(statement.where(Message.id >= floor).limit(limit), params).mappings().all()
+    if len(recent) == limit or floor == 1:
+        return recent
+    for setting in ("enable_seqscan", "enable_indexscan"):
+        db.exec_driver_sql(f"SET LOCAL {setting} = off")
+    older = db.execute(statement.limit(limit - len(recent)), {**params, "before": floor}).mappings().all()
+    for setting in ("enable_seqscan", "enable_indexscan"):
+        db.exec_driver_sql(f"SET LOCAL {setting} TO DEFAULT")
+    return [*recent, *older]
 
 
 def search(db: Connection, owner_id: int, terms: Terms, limit: int, after: tuple[str, int] | None) -> SearchPage:

@@ -242,3 +242,19 @@ def test_paging_walks_every_result_once_newest_first(client: TestClient, alice: 
         "last_id": None,
         "has_more": False,
     }
+
+
+def test_finds_my_few_old_matches_under_many_newer_of_another_user(
+    client: TestClient, alice: Account, bob: Account
+) -> None:
+    _, mine = new_chat(client, alice, "Old notes", "an aardvark at dawn", "nothing here", "aardvark again")
+    bobs_chat, _ = new_chat(client, bob, "Bob's zoo")
+    # More newer messages than a PostgreSQL search walks before it turns to the index alone.
+    for _ in range(21):
+        batch = [{"role": "user", "content": f"aardvark {i}"} for i in range(1000)]
+        created = client.post(f"/v1/chats/{bobs_chat}/messages", json={"messages": batch}, headers=bob.headers)
+        assert created.status_code == 201
+    assert found(client, alice, "aardvark") == [f"m{mine[2]}", f"m{mine[0]}"]
+    first = search(client, alice, "aardvark", limit=1)
+    assert [hit["id"] for hit in first["data"]] == [f"m{mine[2]}"] and first["has_more"]
+    assert found(client, alice, "aardvark dawn") == [f"m{mine[0]}"]
