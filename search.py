@@ -79,7 +79,7 @@ def parse(q: str) -> Terms:
             phrases[tuple(words)] = None
     if not (phrases or prefixes or cjk):
         raise ValueError("The query has no words to search for")
-    if len(phrases) + len(prefixes) + len(cjk) > MAX_TERMS:
+    if sum(map(len, phrases)) + len(prefixes) + len(cjk) > MAX_TERMS:
         raise ValueError(f"The query has too many words (at most {MAX_TERMS})")
     return Terms(tuple(phrases), tuple(prefixes), tuple(cjk))
 
