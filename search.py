@@ -209,6 +209,10 @@ def _postgresql_messages(db: Connection, statement: Select, params: dict, limit:
 def search(db: Connection, owner_id: int, terms: Terms, limit: int, after: tuple[str, int] | None) -> SearchPage:
     """Chats whose title matches, newest first, then messages that match, newest first.
     `after` is the id of the last result of the previous page."""
+    if db.dialect.name == "postgresql":
+        # psycopg prepares a statement run often, and PostgreSQL may then plan it once for
+        # any words: the plan of a search depends on its words (how common each is).
+        db.exec_driver_sql("SET LOCAL plan_cache_mode = force_custom_plan")
     pattern = terms.pattern()
     hits: list[SearchHit] = []
     if after is None or after[0] == "c":
