@@ -36,7 +36,7 @@ CJK_CHARS = 20_000
 MAX_TERMS = 16
 MIN_PREFIX = 3  # a shorter prefix would match a large part of the vocabulary
 SNIPPET_CHARS = 160
-RECENT_IDS = 20_000  # PostgreSQL: how far back a search walks the id index (see below)
+RECENT_IDS = 5_000  # PostgreSQL: how far back a search walks the id index (see below)
 
 TOKENS = re.compile(r'"([^"]*)"?|([^\s"]+)')
 PIECES = re.compile(rf"[{CJK}]+|[^\W_{CJK}]+")
@@ -152,12 +152,11 @@ def _tsquery(owner_id: int, terms: Terms) -> str:
     return " & ".join([*words, *(f"'{lexeme}'" for lexeme in dict.fromkeys(lexemes))])
 
 
-def _postgresql_search(query: Select, source: str, text: ColumnElement[str], owner_id: int, terms: Terms) -> Select:
-    key = Chat.id if source == "chats" else Message.id
-    matches = literal_column(f"{source}.search_document").bool_op("@@")(cast(_tsquery(owner_id, terms), TSQUERY))
+def _postgresql_matches(source: str, text: ColumnElement[str], owner_id: int, terms: Terms) -> list[ColumnElement]:
+    document = literal_column(f"{source}.search_document")
     # Pairs of characters all present do not make the substring: check it.
-    filters = (func.strpos(text, term) > 0 for term in terms.cjk if len(term) > 2)
-    return query.where(key < bindparam("before"), matches, *filters).order_by(key.desc())
+    filters = [func.strpos(text, term) > 0 for term in terms.cjk if len(term) > 2]
+    return [document.bool_op("@@")(cast(_tsquery(owner_id, terms), TSQUERY)), *filters]
 
 
 TITLE_HITS = select(Chat.id, Chat.title, Chat.created_at).where(Chat.owner_id == bindparam("owner_id"))
@@ -178,32 +177,41 @@ MESSAGE_HITS = (
 def _hits(
     db: Connection, source: str, owner_id: int, terms: Terms, before: int | None, limit: int
 ) -> Sequence[RowMapping]:
-    query, text = (TITLE_HITS, Chat.title) if source == "chats" else (MESSAGE_HITS, Message.content)
+    query, key, text = (
+        (TITLE_HITS, Chat.id, Chat.title) if source == "chats" else (MESSAGE_HITS, Message.id, Message.content)
+    )
     params = {"owner_id": owner_id, "before": MAX_ID if before is None else before}
     if db.dialect.name == "sqlite":
         return db.execute(_sqlite_search(query, source, text, owner_id, terms).limit(limit), params).mappings().all()
-    statement = _postgresql_search(query, source, text, owner_id, terms)
+    matches = _postgresql_matches(source, text, owner_id, terms)
     if source == "chats":
-        return db.execute(statement.limit(limit), params).mappings().all()
-    return _postgresql_messages(db, statement, params, limit)
+        statement = query.where(key < bindparam("before"), *matches).order_by(key.desc()).limit(limit)
+        return db.execute(statement, params).mappings().all()
+    return _postgresql_messages(db, matches, params["before"], owner_id, limit)
 
 
-def _postgresql_messages(db: Connection, statement: Select, params: dict, limit: int) -> Sequence[RowMapping]:
+def _postgresql_messages(
+    db: Connection, matches: list[ColumnElement], before: int, owner_id: int, limit: int
+) -> Sequence[RowMapping]:
     """The planner cannot know that a word in half of all messages may be in five of one
     user's: it would walk the id index back through every message to find those five. So
     it walks only the newest RECENT_IDS ids, where a common word fills a page at once, and
     finds older matches through the GIN index alone (the words and the owner intersected)."""
     newest = db.scalar(select(func.max(Message.id))) or 0
-    floor = max(1, min(params["before"], newest + 1) - RECENT_IDS)
-    recent = db.execute(statement.where(Message.id >= floor).limit(limit), params).mappings().all()
-    if len(recent) == limit or floor == 1:
-        return recent
+    floor = max(1, min(before, newest + 1) - RECENT_IDS)
+    recent = MESSAGE_HITS.where(Message.id < before, Message.id >= floor, *matches)
+    rows = db.execute(recent.order_by(Message.id.desc()).limit(limit), {"owner_id": owner_id}).mappings().all()
+    if len(rows) == limit or floor == 1:
+        return rows
     for setting in ("enable_seqscan", "enable_indexscan"):
         db.exec_driver_sql(f"SET LOCAL {setting} = off")
-    older = db.execute(statement.limit(limit - len(recent)), {**params, "before": floor}).mappings().all()
+    # Ids first: only the page's rows are read whole.
+    ids = select(Message.id).where(Message.id < floor, *matches).order_by(Message.id.desc()).limit(limit - len(rows))
+    ids = db.scalars(ids).all()
     for setting in ("enable_seqscan", "enable_indexscan"):
         db.exec_driver_sql(f"SET LOCAL {setting} TO DEFAULT")
-    return [*recent, *older]
+    older = MESSAGE_HITS.where(Message.id.in_(ids)).order_by(Message.id.desc())
+    return [*rows, *db.execute(older, {"owner_id": owner_id}).mappings().all()]
 
 
 def search(db: Connection, owner_id: int, terms: Terms, limit: int, after: tuple[str, int] | None) -> SearchPage:
