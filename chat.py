@@ -365,7 +365,7 @@ async def search_chats(
 ) -> SearchPage:
     """Your chats whose title matches, then your messages that match, newest first."""
     try:
-        terms, cursor = parse(q), after and parse_cursor(after)
+        terms, cursor = parse(q), None if after is None else parse_cursor(after)
     except ValueError as error:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(error)) from None
     return await db.read(search, user.id, terms, limit, cursor)

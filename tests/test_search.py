@@ -218,7 +218,7 @@ def test_queries_with_no_words_are_refused(client: TestClient, alice: Account) -
     for q in (too_many, f'"{too_many}"'):
         response = client.get("/v1/chats/search", params={"q": q}, headers=alice.headers)
         assert response.json() == {"detail": "The query has too many words (at most 16)"}
-    for after in ("m0", "x1", "m-1", "c", "m9223372036854775808", "m99999999999999999999", "1"):
+    for after in ("", "m0", "x1", "m-1", "c", "m9223372036854775808", "m99999999999999999999", "1"):
         response = client.get("/v1/chats/search", params={"q": "x", "after": after}, headers=alice.headers)
         assert response.status_code == 422, after
     assert client.get("/v1/chats/search", params={"q": "x"}).status_code == 401
