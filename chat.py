@@ -41,7 +41,9 @@ from schemas import (
     MessagePublic,
     MessageUpdate,
     OpenAIExport,
+    SearchPage,
 )
+from search import parse, parse_cursor, search
 
 router = APIRouter()
 
@@ -487,6 +489,22 @@ async def export_all_chats(user: CurrentUser, db: DatabaseDep) -> StreamingRespo
     """All your chats with their messages, as JSON, streamed."""
     headers = {"Content-Disposition": 'attachment; filename="chats.json"'}
     return StreamingResponse(all_chats_json(db, user.id), media_type="application/json", headers=headers)
+
+
+@router.get("/search", response_model=SearchPage)
+async def search_chats(
+    user: CurrentUser,
+    db: DatabaseDep,
+    q: Annotated[str, Query(min_length=1, max_length=500, description="Words to find (see the README)")],
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    after: Annotated[str | None, Query(max_length=20, description="last_id of the previous page")] = None,
+) -> SearchPage:
+    """Your chats whose title matches, then your messages that match, newest first."""
+    try:
+        terms, cursor = parse(q), None if after is None else parse_cursor(after)
+    except ValueError as error:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(error)) from None
+    return await db.read(search, user.id, terms, limit, cursor)
 
 
 # The seed documents both URLs (its workflow the path form, its curl example the query

@@ -140,6 +140,23 @@ class MessagePage(BaseModel):
     has_more: bool
 
 
+class SearchHit(BaseModel):
+    id: str = Field(description="m<message id>, or c<chat id> for a chat whose title matches")
+    chat_id: int
+    chat_title: str
+    message_id: int | None
+    role: Role | None
+    snippet: str = Field(description="HTML: the text escaped, the matching words in <mark>")
+    created_at: datetime
+
+
+class SearchPage(BaseModel):
+    data: list[SearchHit]
+    first_id: str | None
+    last_id: str | None
+    has_more: bool
+
+
 class ChatCreate(BaseModel):
     title: Title
     metadata: Metadata = {}

@@ -1,0 +1,259 @@
+"""Full-text search over a user's chat titles and messages, on the index that migration
+0003 builds and its triggers keep current (FTS5 on SQLite, tsvector and GIN on PostgreSQL).
+
+A query is parsed here into plain words, never handed to the database's own query
+language, so no input can be a syntax error there. Words match whole words, any case;
+CJK text has no spaces between words, so it matches as a substring."""
+
+import html
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    RowMapping,
+    Select,
+    bindparam,
+    cast,
+    column,
+    func,
+    literal_column,
+    select,
+    table,
+)
+from sqlalchemy.dialects.postgresql import TSQUERY
+
+from models import Chat, Message
+from schemas import MAX_ID, SearchHit, SearchPage
+
+# As in migration 0003: the CJK characters, and how much of each text is indexed.
+CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
+WORD_CHARS = 100_000
+CJK_CHARS = 20_000
+
+MAX_TERMS = 16
+MIN_PREFIX = 3  # a shorter prefix would match a large part of the vocabulary
+SNIPPET_CHARS = 160
+RECENT_IDS = 5_000  # PostgreSQL: how far back a search walks the id index (see below)
+
+TOKENS = re.compile(r'"([^"]*)"?|([^\s"]+)')
+PIECES = re.compile(rf"[{CJK}]+|[^\W_{CJK}]+")
+IS_CJK = re.compile(rf"[{CJK}]")
+CURSOR = re.compile(r"([cm])([1-9][0-9]{0,18})")
+
+
+@dataclass(frozen=True)
+class Terms:
+    phrases: tuple[tuple[str, ...], ...]  # lower-cased words in order; most are a phrase of one
+    prefixes: tuple[str, ...]
+    cjk: tuple[str, ...]
+
+    def pattern(self) -> re.Pattern[str]:
+        """Where the terms occur in a text, for the snippet."""
+        word, end = r"(?<![^\W_])", r"(?![^\W_])"
+        words = {w for phrase in self.phrases for w in phrase}
+        alternatives = (
+            [word + re.escape(w) + end for w in words]
+            + [word + re.escape(p) + r"[^\W_]*" for p in self.prefixes]
+            + [re.escape(t) for t in self.cjk]
+        )
+        return re.compile("|".join(sorted(alternatives, key=len, reverse=True)), re.IGNORECASE)
+
+
+def parse(q: str) -> Terms:
+    """The words of a query; ValueError if it has none, or too many."""
+    phrases: dict[tuple[str, ...], None] = {}
+    prefixes: dict[str, None] = {}
+    cjk: dict[str, None] = {}
+    for match in TOKENS.finditer(q):
+        quoted, bare = match.groups()
+        pieces = PIECES.findall(quoted if quoted is not None else bare)
+        words = [piece.lower() for piece in pieces if not IS_CJK.match(piece)]
+        cjk.update(dict.fromkeys(piece for piece in pieces if IS_CJK.match(piece)))
+        prefix = bare is not None and bare.endswith("*") and pieces and not IS_CJK.match(pieces[-1])
+        if prefix and len(words[-1]) >= MIN_PREFIX:
+            prefixes[words.pop()] = None
+        if words:
+            phrases[tuple(words)] = None
+    if not (phrases or prefixes or cjk):
+        raise ValueError("The query has no words to search for")
+    if sum(map(len, phrases)) + len(prefixes) + len(cjk) > MAX_TERMS:
+        raise ValueError(f"The query has too many words (at most {MAX_TERMS})")
+    return Terms(tuple(phrases), tuple(prefixes), tuple(cjk))
+
+
+def parse_cursor(after: str) -> tuple[str, int]:
+    """("c", chat id) or ("m", message id) from a result's id; ValueError if it is not one."""
+    match = CURSOR.fullmatch(after)
+    if match is None or int(match[2]) > MAX_ID:
+        raise ValueError("after must be the id of a search result, such as m123 or c45")
+    return match[1], int(match[2])
+
+
+def snippet(text: str, pattern: re.Pattern[str]) -> str:
+    """Up to SNIPPET_CHARS of text around the first match, HTML-escaped, matches in <mark>."""
+    first = pattern.search(text)
+    start = max(0, first.start() - SNIPPET_CHARS // 4) if first else 0
+    end = min(len(text), start + SNIPPET_CHARS)
+    parts, position = [], start
+    for match in pattern.finditer(text, start, end):
+        parts += [html.escape(text[position : match.start()]), f"<mark>{html.escape(match[0])}</mark>"]
+        position = match.end()
+    parts.append(html.escape(text[position:end]))
+    return ("…" if start else "") + "".join(parts) + ("…" if end < len(text) else "")
+
+
+# --- SQLite: a unicode61 index for words, a trigram index for rows with CJK characters
+
+
+def _fts5_phrase(words: tuple[str, ...] | str, prefix: bool = False) -> str:
+    text = " ".join(words) if isinstance(words, tuple) else words
+    return f'body : "{text}"' + (" *" if prefix else "")
+
+
+def _sqlite_match(owner_id: int, terms: Terms) -> tuple[str, str, list[str]]:
+    """The FTS5 table suffix, its MATCH expression, and the CJK terms left to filter by."""
+    if terms.phrases or terms.prefixes:
+        parts = [_fts5_phrase(phrase) for phrase in terms.phrases]
+        parts += [_fts5_phrase(prefix, prefix=True) for prefix in terms.prefixes]
+        return "", " AND ".join([f'owner : "{owner_id}"', *parts]), list(terms.cjk)
+    # The trigram index finds substrings of three characters or more; shorter ones are
+    # looked for in the caller's texts that have CJK characters, newest first.
+    parts = [_fts5_phrase(term) for term in terms.cjk if len(term) >= 3]
+    return "_cjk", " AND ".join([f'owner : ".{owner_id}."', *parts]), [t for t in terms.cjk if len(t) < 3]
+
+
+def _sqlite_search(query: Select, source: str, text: ColumnElement[str], owner_id: int, terms: Terms) -> Select:
+    suffix, match, filters = _sqlite_match(owner_id, terms)
+    index = table(f"search_{source}{suffix}", column("rowid"))
+    # The cursor bounds the index's rowid, not the table's id: FTS5 then starts its walk there.
+    return (
+        query.join(index, index.c.rowid == (Chat.id if source == "chats" else Message.id))
+        .where(index.c.rowid < bindparam("before"))
+        .where(literal_column(index.name).match(match), *(func.instr(text, term) > 0 for term in filters))
+        .order_by(index.c.rowid.desc())
+    )
+
+
+# --- PostgreSQL: one tsvector per row with its words, its owner, and its CJK characters
+# and pairs of characters
+
+
+def _tsquery(owner_id: int, terms: Terms) -> str:
+    """A tsquery of lexemes as the document holds them (terms are letters and digits only,
+    so need no escaping): no parser stands between the query and the index."""
+    words = [" <-> ".join(f"'{word}'" for word in phrase) for phrase in terms.phrases]
+    words += [f"'{prefix}':*" for prefix in terms.prefixes]
+    lexemes = [f"owner={owner_id}"]
+    for term in terms.cjk:
+        lexemes += [term] if len(term) <= 2 else [term[i : i + 2] for i in range(len(term) - 1)]
+    return " & ".join([*words, *(f"'{lexeme}'" for lexeme in dict.fromkeys(lexemes))])
+
+
+def _postgresql_matches(source: str, text: ColumnElement[str], owner_id: int, terms: Terms) -> list[ColumnElement]:
+    document = literal_column(f"{source}.search_document")
+    # Pairs of characters all present do not make the substring: check it.
+    filters = [func.strpos(text, term) > 0 for term in terms.cjk if len(term) > 2]
+    return [document.bool_op("@@")(cast(_tsquery(owner_id, terms), TSQUERY)), *filters]
+
+
+TITLE_HITS = select(Chat.id, Chat.title, Chat.created_at).where(Chat.owner_id == bindparam("owner_id"))
+MESSAGE_HITS = (
+    select(
+        Message.id,
+        Message.chat_id,
+        Message.role,
+        func.substr(Message.content, 1, WORD_CHARS).label("content"),
+        Message.created_at,
+        Chat.title,
+    )
+    .join(Chat, Chat.id == Message.chat_id)
+    .where(Chat.owner_id == bindparam("owner_id"))
+)
+
+
+def _hits(
+    db: Connection, source: str, owner_id: int, terms: Terms, before: int | None, limit: int
+) -> Sequence[RowMapping]:
+    query, key, text = (
+        (TITLE_HITS, Chat.id, Chat.title) if source == "chats" else (MESSAGE_HITS, Message.id, Message.content)
+    )
+    params = {"owner_id": owner_id, "before": MAX_ID if before is None else before}
+    if db.dialect.name == "sqlite":
+        return db.execute(_sqlite_search(query, source, text, owner_id, terms).limit(limit), params).mappings().all()
+    matches = _postgresql_matches(source, text, owner_id, terms)
+    if source == "chats":
+        statement = query.where(key < bindparam("before"), *matches).order_by(key.desc()).limit(limit)
+        return db.execute(statement, params).mappings().all()
+    return _postgresql_messages(db, matches, params["before"], owner_id, limit)
+
+
+def _postgresql_messages(
+    db: Connection, matches: list[ColumnElement], before: int, owner_id: int, limit: int
+) -> Sequence[RowMapping]:
+    """The planner cannot know that a word in half of all messages may be in five of one
+    user's: it would walk the id index back through every message to find those five. So
+    it walks only the newest RECENT_IDS ids, where a common word fills a page at once, and
+    finds older matches through the GIN index alone (the words and the owner intersected)."""
+    newest = db.scalar(select(func.max(Message.id))) or 0
+    floor = max(1, min(before, newest + 1) - RECENT_IDS)
+    recent = MESSAGE_HITS.where(Message.id < before, Message.id >= floor, *matches)
+    rows = db.execute(recent.order_by(Message.id.desc()).limit(limit), {"owner_id": owner_id}).mappings().all()
+    if len(rows) == limit or floor == 1:
+        return rows
+    for setting in ("enable_seqscan", "enable_indexscan"):
+        db.exec_driver_sql(f"SET LOCAL {setting} = off")
+    # Ids first: only the page's rows are read whole.
+    ids = select(Message.id).where(Message.id < floor, *matches).order_by(Message.id.desc()).limit(limit - len(rows))
+    ids = db.scalars(ids).all()
+    for setting in ("enable_seqscan", "enable_indexscan"):
+        db.exec_driver_sql(f"SET LOCAL {setting} TO DEFAULT")
+    older = MESSAGE_HITS.where(Message.id.in_(ids)).order_by(Message.id.desc())
+    return [*rows, *db.execute(older, {"owner_id": owner_id}).mappings().all()]
+
+
+def search(db: Connection, owner_id: int, terms: Terms, limit: int, after: tuple[str, int] | None) -> SearchPage:
+    """Chats whose title matches, newest first, then messages that match, newest first.
+    `after` is the id of the last result of the previous page."""
+    if db.dialect.name == "postgresql":
+        # psycopg prepares a statement run often, and PostgreSQL may then plan it once for
+        # any words: the plan of a search depends on its words (how common each is).
+        db.exec_driver_sql("SET LOCAL plan_cache_mode = force_custom_plan")
+    pattern = terms.pattern()
+    hits: list[SearchHit] = []
+    if after is None or after[0] == "c":
+        for chat in _hits(db, "chats", owner_id, terms, after and after[1], limit + 1):
+            hits.append(
+                SearchHit(
+                    id=f"c{chat['id']}",
+                    chat_id=chat["id"],
+                    chat_title=chat["title"],
+                    message_id=None,
+                    role=None,
+                    snippet=snippet(chat["title"], pattern),
+                    created_at=chat["created_at"],
+                )
+            )
+    if len(hits) <= limit:
+        before = after[1] if after is not None and after[0] == "m" else None
+        for message in _hits(db, "messages", owner_id, terms, before, limit + 1 - len(hits)):
+            hits.append(
+                SearchHit(
+                    id=f"m{message['id']}",
+                    chat_id=message["chat_id"],
+                    chat_title=message["title"],
+                    message_id=message["id"],
+                    role=message["role"],
+                    snippet=snippet(message["content"], pattern),
+                    created_at=message["created_at"],
+                )
+            )
+    data = hits[:limit]
+    return SearchPage(
+        data=data,
+        first_id=data[0].id if data else None,
+        last_id=data[-1].id if data else None,
+        has_more=len(hits) > limit,
+    )

@@ -1,0 +1,262 @@
+"""Search: words in any script, only the caller's, in step with edits and deletes, safe
+against any query, and paged without gap or repeat."""
+
+from urllib.parse import quote
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import delete, text
+
+from conftest import Account
+from database import engine
+from models import User
+
+
+def new_chat(client: TestClient, account: Account, title: str, *contents: str) -> tuple[int, list[int]]:
+    messages = [{"role": ("user", "assistant")[i % 2], "content": c} for i, c in enumerate(contents)]
+    response = client.post("/v1/chats/", json={"title": title}, headers=account.headers)
+    assert response.status_code == 201, response.text
+    chat_id = response.json()["id"]
+    if not messages:
+        return chat_id, []
+    created = client.post(f"/v1/chats/{chat_id}/messages", json={"messages": messages}, headers=account.headers)
+    assert created.status_code == 201, created.text
+    return chat_id, [m["id"] for m in created.json()]
+
+
+def search(client: TestClient, account: Account, q: str, **params: object) -> dict:
+    response = client.get("/v1/chats/search", params={"q": q, **params}, headers=account.headers)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def found(client: TestClient, account: Account, q: str) -> list[str]:
+    return [hit["id"] for hit in search(client, account, q, limit=100)["data"]]
+
+
+def test_finds_english_words_in_messages_with_chat_role_and_marked_snippet(client: TestClient, alice: Account) -> None:
+    chat_id, (question, answer) = new_chat(
+        client, alice, "Web frameworks", "What is FastAPI?", "FastAPI is a modern <b>Python</b> web framework."
+    )
+    body = search(client, alice, "python framework")
+    assert body["data"] == [
+        {
+            "id": f"m{answer}",
+            "chat_id": chat_id,
+            "chat_title": "Web frameworks",
+            "message_id": answer,
+            "role": "assistant",
+            "snippet": "FastAPI is a modern &lt;b&gt;<mark>Python</mark>&lt;/b&gt; web <mark>framework</mark>.",
+            "created_at": body["data"][0]["created_at"],
+        }
+    ]
+    assert body["first_id"] == body["last_id"] == f"m{answer}" and body["has_more"] is False
+    # Any case; whole words: "frame" is not "framework", but "frame*" is its prefix.
+    assert found(client, alice, "FASTAPI") == [f"m{answer}", f"m{question}"]
+    assert found(client, alice, "frame") == []
+    assert found(client, alice, "frame*") == [f"c{chat_id}", f"m{answer}"]
+
+
+def test_finds_chinese_and_japanese_by_any_part_of_the_text(client: TestClient, alice: Account) -> None:
+    _, (message,) = new_chat(client, alice, "数据库", "我喜欢用PostgreSQL数据库存储聊天记录。")
+    _, (kana,) = new_chat(client, alice, "日本語", "東京でラーメンを食べました")
+    _, (hangul,) = new_chat(client, alice, "한국어", "데이터베이스를 만들었다")
+    assert found(client, alice, "데이터") == [f"m{hangul}"]
+    assert found(client, alice, "数据库")[-1] == f"m{message}"  # after the chat titled so
+    for q in ("聊天记录", "聊天", "存", "数据 存储", "ラーメン", "東京"):
+        assert f"m{message}" in found(client, alice, q) or f"m{kana}" in found(client, alice, q), q
+    assert found(client, alice, "聊天") == [f"m{message}"]
+    assert found(client, alice, "记录聊天") == []  # the characters, but not in that order
+    snippet = search(client, alice, "聊天记录")["data"][0]["snippet"]
+    assert snippet == "我喜欢用PostgreSQL数据库存储<mark>聊天记录</mark>。"
+
+
+def test_finds_words_among_emoji(client: TestClient, alice: Account) -> None:
+    _, (party,) = new_chat(client, alice, "Plans 🎉", "🎉🎉 Party at 8pm 🍕🍕 bring pizza🍕 and drinks 🥤!")
+    assert found(client, alice, "pizza") == [f"m{party}"]
+    assert found(client, alice, "PARTY drinks") == [f"m{party}"]
+    hit = search(client, alice, "pizza")["data"][0]
+    assert "<mark>pizza</mark>🍕" in hit["snippet"]
+
+
+def test_finds_chat_titles_first_with_no_message(client: TestClient, alice: Account) -> None:
+    chat_id, (message,) = new_chat(client, alice, "Trip to Kyoto 京都旅行", "Book the ryokan in Kyoto")
+    titled_only, _ = new_chat(client, alice, "Kyoto food")
+    hits = search(client, alice, "kyoto")["data"]
+    assert [hit["id"] for hit in hits] == [f"c{titled_only}", f"c{chat_id}", f"m{message}"]
+    assert hits[0] | {"created_at": None} == {
+        "id": f"c{titled_only}",
+        "chat_id": titled_only,
+        "chat_title": "Kyoto food",
+        "message_id": None,
+        "role": None,
+        "snippet": "<mark>Kyoto</mark> food",
+        "created_at": None,
+    }
+    assert found(client, alice, "京都") == [f"c{chat_id}"]
+    renamed = client.patch(f"/v1/chats/{titled_only}", json={"title": "Osaka food"}, headers=alice.headers)
+    assert renamed.status_code == 200
+    assert found(client, alice, "kyoto") == [f"c{chat_id}", f"m{message}"]
+    assert found(client, alice, "osaka") == [f"c{titled_only}"]
+
+
+def test_phrases_match_words_in_order(client: TestClient, alice: Account) -> None:
+    _, (ordered, reversed_) = new_chat(client, alice, "ML", "machine learning rocks", "learning about a machine")
+    assert found(client, alice, '"machine learning"') == [f"m{ordered}"]
+    assert sorted(found(client, alice, "machine learning")) == sorted([f"m{ordered}", f"m{reversed_}"])
+    # Punctuation inside a word makes a phrase of its parts, as in the text.
+    _, (site,) = new_chat(client, alice, "Links", "visit example.com or e-mail me")
+    assert found(client, alice, "example") == [f"m{site}"]
+    assert found(client, alice, "example.com") == [f"m{site}"]
+    assert found(client, alice, "e-mail") == [f"m{site}"]
+    assert found(client, alice, "com.example") == []
+
+
+def test_never_returns_another_users_chat_or_message(client: TestClient, alice: Account, bob: Account) -> None:
+    _, (mine,) = new_chat(client, alice, "Alice notes", "a note on zebras")
+    bobs_chat, bobs = new_chat(client, bob, "zebras zebras zebras", "zebras zebras zebras zebras", "斑马斑马")
+    _, (mine_cjk,) = new_chat(client, alice, "Alice 中文", "一只斑马")
+    assert found(client, alice, "zebras") == [f"m{mine}"]
+    assert found(client, alice, "斑马") == [f"m{mine_cjk}"]
+    assert found(client, alice, "斑") == [f"m{mine_cjk}"]
+    assert f"c{bobs_chat}" in found(client, bob, "zebras")
+    # Bob's chat ids and message ids as cursors find nothing of his either.
+    for after in (f"c{bobs_chat + 1}", f"m{bobs[-1] + 1}"):
+        assert all(hit["chat_id"] != bobs_chat for hit in search(client, alice, "zebras", after=after)["data"])
+
+
+def test_follows_edits_and_deletes_at_once(client: TestClient, alice: Account) -> None:
+    chat_id, (first, second) = new_chat(client, alice, "Edits", "the old giraffe", "a second giraffe 长颈鹿")
+    url = f"/v1/chats/{chat_id}/messages"
+    edited = client.patch(f"{url}/{first}", json={"content": "a new okapi 霍加狓"}, headers=alice.headers)
+    assert edited.status_code == 200
+    assert found(client, alice, "giraffe") == [f"m{second}"]
+    assert found(client, alice, "okapi") == [f"m{first}"]
+    assert found(client, alice, "霍加狓") == [f"m{first}"]
+    assert client.delete(f"{url}/{second}", headers=alice.headers).status_code == 200
+    assert found(client, alice, "giraffe") == [] and found(client, alice, "长颈鹿") == []
+
+    other_chat, (other,) = new_chat(client, alice, "Okapi facts", "okapi live in forests")
+    assert client.delete(f"/v1/chats/{chat_id}", headers=alice.headers).status_code == 200
+    assert found(client, alice, "okapi") == [f"c{other_chat}", f"m{other}"]
+    assert client.delete("/v1/chats/", params={"confirm": "true"}, headers=alice.headers).status_code == 200
+    assert found(client, alice, "okapi") == [] and found(client, alice, "forests") == []
+
+
+def test_a_deleted_user_leaves_nothing_in_the_index(client: TestClient, alice: Account) -> None:
+    new_chat(client, alice, "Goodbye 再见", "farewell 再见了", "farewell again")
+    with engine.begin() as connection:
+        connection.execute(delete(User).where(User.id == alice.id))
+        if connection.dialect.name == "sqlite":
+            for index, owner in (("search_messages", alice.id), ("search_messages_cjk", f".{alice.id}.")):
+                for name in (index, index.replace("messages", "chats")):
+                    match = {"match": f'owner : "{owner}"'}
+                    left = connection.scalar(text(f"SELECT count(*) FROM {name} WHERE {name} MATCH :match"), match)
+                    assert left == 0, name
+
+
+HOSTILE = [
+    '"',
+    '""',
+    "*",
+    "***",
+    "NEAR(",
+    "NEAR(a b, 2)",
+    "OR OR",
+    "AND",
+    "NOT",
+    "'--",
+    "'; DROP TABLE messages; --",
+    "a:b",
+    "body : x",
+    "owner : 1",
+    "{owner body}: x",
+    "^x",
+    "x + y",
+    "-x",
+    "(x",
+    "x)",
+    "'",
+    "\\",
+    "%",
+    "_",
+    "a*b*",
+    "!&|<->:*",
+    "owner=1",
+    "\x00",
+    "a\x00b",
+    "\ud800",
+    "x\udfffy",
+    "\udcff\udcfe",
+    "🎉",
+    "🍕 pizza",
+    "x" * 500,
+    "ab " * 166,
+    "word " * 2_000,  # 10 KB
+    "字" * 3000,
+]
+
+
+@pytest.mark.parametrize("q", HOSTILE, ids=range(len(HOSTILE)))
+def test_hostile_queries_are_answered_or_refused_never_an_error(client: TestClient, alice: Account, q: str) -> None:
+    new_chat(client, alice, "owner body NEAR", "x y a b owner body near OR AND 字字字 pizza 🍕")
+    # Percent-encoded by hand: lone surrogates go as the bytes a careless client would send.
+    query = quote(q.encode("utf-8", "surrogatepass"))
+    response = client.get(f"/v1/chats/search?q={query}", headers=alice.headers)
+    assert response.status_code in (200, 422), response.text
+    assert isinstance(response.json()["detail" if response.status_code == 422 else "data"], list | str)
+
+
+def test_queries_with_no_words_are_refused(client: TestClient, alice: Account) -> None:
+    for q in ('"', "*", "🎉", "'--", "!&|"):
+        response = client.get("/v1/chats/search", params={"q": q}, headers=alice.headers)
+        assert response.status_code == 422, q
+        assert response.json() == {"detail": "The query has no words to search for"}
+    for params in ({}, {"q": ""}, {"q": "x" * 501}, {"q": "x", "limit": 0}, {"q": "x", "limit": 101}):
+        assert client.get("/v1/chats/search", params=params, headers=alice.headers).status_code == 422
+    too_many = " ".join(f"w{i}" for i in range(17))
+    for q in (too_many, f'"{too_many}"'):
+        response = client.get("/v1/chats/search", params={"q": q}, headers=alice.headers)
+        assert response.json() == {"detail": "The query has too many words (at most 16)"}
+    for after in ("", "m0", "x1", "m-1", "c", "m9223372036854775808", "m99999999999999999999", "1"):
+        response = client.get("/v1/chats/search", params={"q": "x", "after": after}, headers=alice.headers)
+        assert response.status_code == 422, after
+    assert client.get("/v1/chats/search", params={"q": "x"}).status_code == 401
+
+
+def test_paging_walks_every_result_once_newest_first(client: TestClient, alice: Account) -> None:
+    titled = [new_chat(client, alice, f"lemur chat {i}")[0] for i in range(7)]
+    _, ids = new_chat(client, alice, "other", *[f"lemur number {i} 狐猴" for i in range(95)], "no match")
+    expected = [f"c{c}" for c in reversed(titled)] + [f"m{m}" for m in reversed(ids[:95])]
+    for q in ("lemur", "狐猴", "lem*"):
+        walked, after = [], None
+        while True:
+            body = search(client, alice, q, limit=10, **({"after": after} if after else {}))
+            assert body["first_id"] == body["data"][0]["id"] and body["last_id"] == body["data"][-1]["id"]
+            walked += [hit["id"] for hit in body["data"]]
+            if not body["has_more"]:
+                break
+            after = body["last_id"]
+        assert walked == (expected if q != "狐猴" else expected[7:]), q
+    assert search(client, alice, "lemur", after=f"m{ids[0]}") == {
+        "data": [],
+        "first_id": None,
+        "last_id": None,
+        "has_more": False,
+    }
+
+
+def test_finds_my_few_old_matches_under_many_newer_of_another_user(
+    client: TestClient, alice: Account, bob: Account
+) -> None:
+    _, mine = new_chat(client, alice, "Old notes", "an aardvark at dawn", "nothing here", "aardvark again")
+    bobs_chat, _ = new_chat(client, bob, "Bob's zoo")
+    # More newer messages than a PostgreSQL search walks before it turns to the index alone.
+    for _ in range(6):
+        batch = [{"role": "user", "content": f"aardvark {i}"} for i in range(1000)]
+        created = client.post(f"/v1/chats/{bobs_chat}/messages", json={"messages": batch}, headers=bob.headers)
+        assert created.status_code == 201
+    assert found(client, alice, "aardvark") == [f"m{mine[2]}", f"m{mine[0]}"]
+    first = search(client, alice, "aardvark", limit=1)
+    assert [hit["id"] for hit in first["data"]] == [f"m{mine[2]}"] and first["has_more"]
+    assert found(client, alice, "aardvark dawn") == [f"m{mine[0]}"]
