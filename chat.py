@@ -491,7 +491,7 @@ async def export_all_chats(user: CurrentUser, db: DatabaseDep) -> StreamingRespo
     return StreamingResponse(all_chats_json(db, user.id), media_type="application/json", headers=headers)
 
 
-@router.get("/search", response_model=SearchPage)
+@router.get("/search", response_model=SearchPage, responses=examples.example(200, examples.SEARCH_PAGE))
 async def search_chats(
     user: CurrentUser,
     db: DatabaseDep,

@@ -49,6 +49,22 @@ IMPORT_RESULT = {
     "skipped_conversations": 1,
 }
 DELETED = {"ok": True}
+SEARCH_PAGE = {
+    "data": [
+        {
+            "id": "m1002",
+            "chat_id": 42,
+            "chat_title": "Two days in Kyoto",
+            "message_id": 1002,
+            "role": "assistant",
+            "snippet": "Day 1: <mark>Fushimi</mark> Inari ⛩️ at dawn.",
+            "created_at": "2026-05-01T09:31:12.250000Z",
+        }
+    ],
+    "first_id": "m1002",
+    "last_id": "m1002",
+    "has_more": False,
+}
 
 SENT_MESSAGES = {
     "history": {
