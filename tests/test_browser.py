@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
 
 from conftest import DATABASE_URL, PASSWORD, WORK_DIR, unique_name
 from server import PYTHON, ROOT, free_port, running, server_env
@@ -149,9 +149,12 @@ def chats_of(api: str, token: str) -> list[dict]:
     ]
 
 
-def try_it_out(page: Page, operation_id: str, fill: dict[str, str]) -> str:
+CREATE_CHAT = "#operations-chats-create_chat_v1_chats__post"
+READ_CHAT = "#operations-chats-read_chat_v1_chats__chat_id__get"
+
+
+def try_it_out(operation: Locator, fill: dict[str, str]) -> str:
     """Runs an operation from Swagger UI; the status code it shows."""
-    operation = page.locator(f"#operations-chats-{operation_id}")
     operation.locator(".opblock-summary").click()
     operation.locator("button.try-out__btn").click()
     for selector, value in fill.items():
@@ -167,7 +170,7 @@ def test_docs_render_offline_authorize_logs_in_and_try_it_out_uses_the_token(api
     page = tab.page
     page.goto(f"{api}/docs")
     expect(page.locator(".swagger-ui .info .title")).to_contain_text("Chat History API")
-    expect(page.locator("#operations-chats-create_chat_v1_chats__post")).to_be_visible()
+    expect(page.locator(CREATE_CHAT)).to_be_visible()
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=SCREENSHOTS / "docs.png")
 
@@ -181,16 +184,16 @@ def test_docs_render_offline_authorize_logs_in_and_try_it_out_uses_the_token(api
     auth.get_by_role("button", name="Close").click()
 
     title = f"Made in Swagger UI {uuid.uuid4().hex[:6]}"
-    created = try_it_out(page, "create_chat_v1_chats__post", {"textarea.body-param__text": json.dumps({"title": title})})
-    assert created == "201"
-    curl = page.locator("#operations-chats-create_chat_v1_chats__post .curl-command").inner_text()
+    create = page.locator(CREATE_CHAT)
+    assert try_it_out(create, {"textarea.body-param__text": json.dumps({"title": title})}) == "201"
+    curl = create.locator(".curl-command").inner_text()
     assert "Authorization: Bearer " in curl
     [chat] = [chat for chat in chats_of(api, token) if chat["title"] == title]
 
-    read = try_it_out(page, "read_chat_v1_chats__chat_id__get", {"input[placeholder='chat_id']": str(chat["id"])})
-    assert read == "200"
-    body = page.locator("#operations-chats-read_chat_v1_chats__chat_id__get .live-responses-table .response-col_description pre")
-    assert json.loads(body.first.inner_text())["title"] == title
+    read = page.locator(READ_CHAT)
+    assert try_it_out(read, {"input[placeholder='chat_id']": str(chat["id"])}) == "200"
+    body = read.locator(".live-responses-table .response-col_description pre").first
+    assert json.loads(body.inner_text())["title"] == title
 
     assert tab.off_machine() == []
     assert tab.policy_violations == []
@@ -248,7 +251,8 @@ def test_a_listed_origin_uses_the_api_and_an_unlisted_one_is_refused(
 
     page.goto(f"{listed}/index.html")
     title = f"cross-origin {uuid.uuid4().hex[:6]}"
-    result = page.evaluate(CROSS_ORIGIN_SESSION, {"api": api, "username": username, "password": PASSWORD, "title": title})
+    session = {"api": api, "username": username, "password": PASSWORD}
+    result = page.evaluate(CROSS_ORIGIN_SESSION, {**session, "title": title})
     assert result == {
         "login": 200,
         "created": 201,
@@ -260,9 +264,7 @@ def test_a_listed_origin_uses_the_api_and_an_unlisted_one_is_refused(
     }
 
     page.goto(f"{unlisted}/index.html")
-    refused = page.evaluate(
-        CROSS_ORIGIN_SESSION, {"api": api, "username": username, "password": PASSWORD, "title": "unlisted"}
-    )
+    refused = page.evaluate(CROSS_ORIGIN_SESSION, {**session, "title": "unlisted"})
     assert refused == {"refused": "TypeError: Failed to fetch"}
     assert [chat["title"] for chat in chats_of(api, token)] == [f"{title} (renamed)"]
     assert tab.off_machine() == []

@@ -142,8 +142,15 @@ def test_the_docs_pages_are_not_in_the_schema(client: TestClient) -> None:
 
 @pytest.mark.parametrize(
     ("method", "path"),
-    [("POST", "/v1/chats/"), ("GET", "/v1/chats/"), ("PATCH", "/v1/chats/1"), ("DELETE", "/v1/chats/1")]
-    + [("POST", "/v1/chats/1/message"), ("GET", "/v1/auth/test_token"), ("POST", "/v1/auth/token")],
+    [
+        ("POST", "/v1/chats/"),
+        ("GET", "/v1/chats/"),
+        ("PATCH", "/v1/chats/1"),
+        ("DELETE", "/v1/chats/1"),
+        ("POST", "/v1/chats/1/message"),
+        ("GET", "/v1/auth/test_token"),
+        ("POST", "/v1/auth/token"),
+    ],
 )
 def test_a_preflight_from_the_listed_origin_is_allowed_with_the_headers_a_client_sends(
     client: TestClient, method: str, path: str
