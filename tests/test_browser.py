@@ -48,13 +48,18 @@ def require_browser() -> bool:
     return os.environ.get("REQUIRE_BROWSER", "") not in ("", "0", "false")
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
+@pytest.fixture(scope="module", autouse=True)
+def chromium_installed() -> None:
+    """Decided before any server starts: skip, or with REQUIRE_BROWSER fail, without Chromium."""
     if not CHROMIUM.exists():
         reason = f"{CHROMIUM} is missing (apt-get install chromium)"
         if require_browser():
             pytest.fail(f"{reason}, and REQUIRE_BROWSER is set")
         pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, timeout=120_000)
         yield browser
@@ -330,6 +335,7 @@ def test_the_chat_client_walks_the_whole_flow_and_shows_markup_as_text(api: str,
     rename.get_by_role("button", name="Rename").click()
     expect(page.locator("#chat-title")).to_have_text("Kyoto in two days")
     expect(page.locator("#chats button")).to_have_text(["Kyoto in two days", "Groceries"])
+    expect(page.locator("#status")).to_have_text("Renamed to “Kyoto in two days”.")
     page.screenshot(path=SCREENSHOTS / "app.png", full_page=True)
 
     # Delete the other one: the first click arms the button, the second deletes.
