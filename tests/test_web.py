@@ -197,3 +197,14 @@ def test_answers_name_only_the_listed_origin(client: TestClient, alice: Account)
     unlisted = client.get("/v1/chats/", headers={**alice.headers, "Origin": UNLISTED_ORIGIN})
     assert unlisted.status_code == 200
     assert "access-control-allow-origin" not in unlisted.headers
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/app/../main.py", "/app/..%2f..%2fmain.py", "/app/%00", "/app/missing.js", "/docs-assets/", "/docs-assets/x"],
+)
+def test_nothing_but_the_static_files_is_served_and_a_miss_is_a_json_404(client: TestClient, path: str) -> None:
+    response = client.get(path)
+    assert response.status_code == 404
+    assert response.json() == {"detail": "Not Found"}
+    assert_common_headers(response)
