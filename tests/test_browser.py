@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
+from playwright.sync_api import Browser, ConsoleMessage, Dialog, Locator, Page, expect, sync_playwright
 
 from conftest import DATABASE_URL, PASSWORD, WORK_DIR, unique_name
 from server import PYTHON, ROOT, free_port, running, server_env
@@ -122,18 +122,24 @@ def tab(browser: Browser) -> Iterator[Tab]:
     tab = Tab(page)
     context.on("request", lambda request: tab.requests.append(request.url))
     context.on("requestfailed", lambda request: tab.blocked.append((request.url, request.failure or "")))
-    page.on("dialog", lambda dialog: (tab.dialogs.append(dialog.message), dialog.dismiss()))
-    page.on(
-        "console",
-        lambda message: "Content Security Policy" in message.text and tab.policy_violations.append(message.text),
-    )
+
+    def on_dialog(dialog: Dialog) -> None:
+        tab.dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    def on_console(message: ConsoleMessage) -> None:
+        if "Content Security Policy" in message.text:
+            tab.policy_violations.append(message.text)
+
+    page.on("dialog", on_dialog)
+    page.on("console", on_console)
     yield tab
     context.close()
 
 
-def registered(api: str, username: str | None = None) -> tuple[str, str]:
+def registered(api: str) -> tuple[str, str]:
     """A new user's (username, token), made through the API."""
-    username = username or unique_name("browser")
+    username = unique_name("browser")
     response = httpx.post(
         f"{api}/v1/auth/register",
         json={"email": f"{username}@example.com", "username": username, "password": PASSWORD},
