@@ -17,9 +17,9 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import api_router
+from api_docs import ASSETS, ASSETS_URL, docs_pages, docs_router
 from config import settings
 from database import migrate
-from docs import ASSETS, ASSETS_URL, docs_pages, docs_router
 from schemas import Welcome
 
 # The chat client at /app: static files, no build step (see static/).
