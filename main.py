@@ -4,6 +4,7 @@ import gc
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import anyio.to_thread
 import uvicorn
@@ -11,14 +12,25 @@ from fastapi import FastAPI, HTTPException, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import api_router
+from api_docs import ASSETS, ASSETS_URL, docs_pages, docs_router
 from config import settings
 from database import migrate
 from openapi import install as install_openapi
 from schemas import Welcome
+
+# The chat client at /app: static files, no build step (see static/).
+CLIENT = Path(__file__).resolve().parent / "static"
+CLIENT_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
+    "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+# API answers are data, never documents to render: nothing may load or run in them.
+API_POLICY = "default-src 'none'; frame-ancestors 'none'"
 
 
 class BodySizeLimit:
@@ -53,6 +65,39 @@ class BodySizeLimit:
         await self.app(scope, limited_receive, send)
 
 
+class SecurityHeaders:
+    """Adds security headers to every response: no MIME sniffing, no referrer, no framing,
+    and a Content-Security-Policy chosen by the path's first segment (`/app/...` is "app"),
+    `default_policy` for the rest. The header lists are built once; a request costs a
+    dict lookup and one list."""
+
+    def __init__(self, app: ASGIApp, default_policy: str, policies: dict[str, str]) -> None:
+        self.app = app
+        common = [
+            (b"x-content-type-options", b"nosniff"),
+            (b"referrer-policy", b"no-referrer"),
+            (b"x-frame-options", b"DENY"),
+        ]
+
+        def headers(policy: str) -> list[tuple[bytes, bytes]]:
+            return [*common, (b"content-security-policy", policy.encode())]
+
+        self.default_headers = headers(default_policy)
+        self.headers = {segment: headers(policy) for segment, policy in policies.items()}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        extra = self.headers.get(scope["path"][1:].partition("/")[0], self.default_headers)
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", ()), *extra]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
 @asynccontextmanager
 async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
     if settings.migrate_on_start:
@@ -69,6 +114,8 @@ app = FastAPI(
     description="Keep your conversations with language models: register, log in with "
     "OAuth2 and JWT, and store chats with their system, user and assistant messages.",
     lifespan=lifespan,
+    docs_url=None,
+    redoc_url=None,
 )
 app.add_middleware(
     BodySizeLimit, max_bytes=settings.max_body_bytes, paths={"/v1/chats/import": settings.max_import_bytes}
@@ -79,8 +126,18 @@ if settings.cors_origins:
         allow_origins=settings.cors_origins,
         allow_methods=["*"],
         allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
+        max_age=600,
     )
+DOCS_PAGES = docs_pages(app.title, app.openapi_url)
+app.add_middleware(
+    SecurityHeaders,
+    default_policy=API_POLICY,
+    policies={"app": CLIENT_POLICY, **{path.strip("/"): page.policy for path, page in DOCS_PAGES.items()}},
+)
 app.include_router(api_router)
+app.include_router(docs_router(DOCS_PAGES))
+app.mount(ASSETS_URL, StaticFiles(directory=ASSETS), name="docs-assets")
+app.mount("/app", StaticFiles(directory=CLIENT, html=True), name="app")
 install_openapi(app)
 
 

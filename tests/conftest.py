@@ -32,7 +32,9 @@ SERVER_URL = os.environ.get("TEST_DATABASE_URL")
 DATABASE_URL = _fresh_postgres_database(SERVER_URL) if SERVER_URL else f"sqlite:///{WORK_DIR / 'test.db'}"
 os.environ["DATABASE_URL"] = DATABASE_URL
 os.environ["SECRET_KEY"] = secrets.token_urlsafe(48)
-os.environ.pop("CORS_ORIGINS", None)
+# The app as deployed for one browser front end on another origin (see test_web.py).
+FRONT_END_ORIGIN = "http://front.example:3000"
+os.environ["CORS_ORIGINS"] = FRONT_END_ORIGIN
 # The suite registers and logs in hundreds of users from one address; the limits
 # themselves are tested with low ones in test_rate_limits.py.
 for _limit in ("LOGIN", "REGISTER", "REFRESH", "PASSWORD"):

@@ -1,0 +1,83 @@
+"""The interactive API documentation, /docs (Swagger UI) and /redoc, with the assets the
+fastapi-offline package ships: the pages load nothing from outside the app."""
+
+import base64
+import hashlib
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import fastapi_offline
+from fastapi import APIRouter
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import HTMLResponse
+
+# Only the package's asset folder is used; its FastAPIOffline factory would build the app.
+ASSETS = Path(fastapi_offline.__file__).parent / "static"
+ASSETS_URL = "/docs-assets"
+
+PAGE_POLICY = (
+    "default-src 'none'; script-src {scripts}; style-src {styles}; img-src 'self' data:; "
+    "connect-src 'self'; worker-src {workers}; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+
+
+@dataclass(frozen=True)
+class Page:
+    html: str
+    policy: str  # its Content-Security-Policy
+
+
+def inline_script_hashes(html: str) -> str:
+    """CSP sources allowing exactly the page's inline scripts, and nothing else inline."""
+    scripts = re.findall(r"<script>(.*?)</script>", html, flags=re.DOTALL)
+    digests = (base64.b64encode(hashlib.sha256(script.encode()).digest()).decode() for script in scripts)
+    return " ".join(f"'sha256-{digest}'" for digest in digests)
+
+
+def swagger_page(title: str, openapi_url: str) -> Page:
+    html = get_swagger_ui_html(
+        openapi_url=openapi_url,
+        title=f"{title} - Swagger UI",
+        swagger_js_url=f"{ASSETS_URL}/swagger-ui-bundle.js",
+        swagger_css_url=f"{ASSETS_URL}/swagger-ui.css",
+        swagger_favicon_url=f"{ASSETS_URL}/favicon.png",
+        # Swagger UI would otherwise send the spec to validator.swagger.io for a badge.
+        swagger_ui_parameters={"validatorUrl": None},
+    ).body.decode()
+    # FastAPI writes the init as an inline script: its hash lets that one script run
+    # without 'unsafe-inline'. The page is built once, so the hash is computed once.
+    scripts = f"'self' {inline_script_hashes(html)}"
+    return Page(html, PAGE_POLICY.format(scripts=scripts, styles="'self'", workers="'none'"))
+
+
+def redoc_page(title: str, openapi_url: str) -> Page:
+    html = get_redoc_html(
+        openapi_url=openapi_url,
+        title=f"{title} - ReDoc",
+        redoc_js_url=f"{ASSETS_URL}/redoc.standalone.js",
+        redoc_favicon_url=f"{ASSETS_URL}/favicon.png",
+        with_google_fonts=False,
+    ).body.decode()
+    # ReDoc styles itself with <style> elements it writes at run time (styled-components),
+    # which no hash can name; its search index runs in a worker made from a blob: URL.
+    return Page(html, PAGE_POLICY.format(scripts="'self'", styles="'self' 'unsafe-inline'", workers="blob:"))
+
+
+def docs_pages(title: str, openapi_url: str) -> dict[str, Page]:
+    return {"/docs": swagger_page(title, openapi_url), "/redoc": redoc_page(title, openapi_url)}
+
+
+def docs_router(pages: dict[str, Page]) -> APIRouter:
+    router = APIRouter(include_in_schema=False)
+    for path, page in pages.items():
+        router.add_api_route(path, serving(page.html), methods=["GET"], response_class=HTMLResponse)
+    return router
+
+
+def serving(html: str) -> Callable[[], Awaitable[HTMLResponse]]:
+    async def serve() -> HTMLResponse:
+        return HTMLResponse(html)
+
+    return serve
