@@ -13,6 +13,7 @@ import os
 import shutil
 import signal
 import socket
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -116,6 +117,7 @@ def main() -> None:
     args = parser.parse_args()
     if not shutil.which("wrk"):
         sys.exit("wrk is missing: apt-get install -y wrk")
+    load_before = os.getloadavg()[0]
 
     with database(args.database_url) as url, running_server(url, args.workers) as (base_url, server):
         engine_name = make_url(url).get_backend_name()
@@ -141,7 +143,7 @@ def main() -> None:
     when = datetime.now(UTC)
     header = (
         f"{when:%Y-%m-%d %H:%M} UTC · {engine_name} · {args.workers} worker(s) · wrk, {args.duration:g} s per "
-        f"scenario · {CORES} cores · load average {os.getloadavg()[0]:.2f}"
+        f"scenario · {CORES} cores · load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after"
     )
     footer = [
         f"Login's hash-bound limit: {CORES} cores ÷ {hash_seconds * 1000:.1f} ms per argon2id hash "
@@ -151,6 +153,12 @@ def main() -> None:
         + ", ".join(f"{mb:.0f} MB" for mb in peaks.values())
         + f" (target ≤ 150 MB: {'met' if max(peaks.values()) <= 150 else 'NOT met'}).",
     ]
+    if engine_name == "sqlite":
+        commit_ms = sqlite_commit_seconds(settings.sqlite_synchronous) * 1000
+        footer.append(
+            f"SQLite synchronous={settings.sqlite_synchronous}: one committed append costs {commit_ms:.2f} ms of "
+            f"disk sync here, at most {1000 / commit_ms:,.0f} commits/s (writes are serial)."
+        )
     table = markdown(header, rows, footer)
     print(table)
     save(when, engine_name, args.workers, table, rows, peaks, hash_seconds)
@@ -303,6 +311,24 @@ def message(i: int) -> dict[str, str]:
     return {"role": ("user", "assistant")[i % 2], "content": sentence(i)}
 
 
+def sqlite_commit_seconds(synchronous: str) -> float:
+    """One small committed insert in WAL mode with the service's synchronous setting, the median of several."""
+    with tempfile.TemporaryDirectory() as folder:
+        connection = sqlite3.connect(Path(folder) / "commit.db", isolation_level=None)
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute(f"PRAGMA synchronous={synchronous}")
+        connection.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, content TEXT)")
+        times = []
+        for i in range(50):
+            start = time.perf_counter()
+            connection.execute("BEGIN IMMEDIATE")
+            connection.execute("INSERT INTO t (content) VALUES (?)", (sentence(i),))
+            connection.execute("COMMIT")
+            times.append(time.perf_counter() - start)
+        connection.close()
+    return statistics.median(times)
+
+
 def one_hash_seconds() -> float:
     """One argon2id hash with the service's parameters, the median of several."""
     hasher = PasswordHasher(
@@ -416,8 +442,9 @@ def markdown(header: str, rows: list[Row], footer: list[str]) -> str:
     ]
     for row in rows:
         cost = f"{row.cost_vs_small:.2f}×" if row.cost_vs_small is not None else ""
+        rps = f"{row.requests_per_s:,.0f}" if row.requests_per_s >= 10 else f"{row.requests_per_s:.2f}"
         lines.append(
-            f"| {row.scenario} | {row.requests_per_s:,.0f} | {row.p50_ms:.1f} | {row.p99_ms:.1f} | {row.errors} "
+            f"| {row.scenario} | {rps} | {row.p50_ms:.1f} | {row.p99_ms:.1f} | {row.errors} "
             f"| {row.of_ceiling:.2f} | {cost} | {row.peak_rss_mb:.0f} | {row.target} |"
         )
     return "\n".join([*lines, "", *footer])
