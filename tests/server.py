@@ -70,7 +70,9 @@ def serving_pid(server_port: int, response: httpx.Response) -> int:
                 if (local, remote) == (server_port, client_port):
                     inodes.add(f"socket:[{fields[9]}]")
     for pid in filter(str.isdigit, os.listdir("/proc")):
-        with suppress(OSError):
-            if any(os.readlink(f"/proc/{pid}/fd/{fd}") in inodes for fd in os.listdir(f"/proc/{pid}/fd")):
-                return int(pid)
+        with suppress(OSError):  # processes and their files come and go during the scan
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                with suppress(OSError):
+                    if os.readlink(f"/proc/{pid}/fd/{fd}") in inodes:
+                        return int(pid)
     raise AssertionError(f"no process serves the connection from port {client_port}")
