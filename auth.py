@@ -1,10 +1,12 @@
 """Accounts and sessions: password hashing, JWT access tokens, rotating refresh tokens,
 the current user, and the account endpoints."""
 
+import ctypes
 import hmac
 import logging
 import os
 import secrets
+import sys
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -39,6 +41,7 @@ from schemas import (
 )
 
 ALGORITHM = "HS256"
+M_MMAP_THRESHOLD = -3  # mallopt option, from glibc's malloc.h
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +84,13 @@ router = APIRouter()
 # releases the GIL, so hashes run in threads, one per core at most: more would only
 # queue for the CPU while each held its memory.
 HASHERS = anyio.CapacityLimiter(os.cpu_count() or 1)
+
+# glibc raises its mmap threshold to the size of the largest block freed (up to 32 MiB):
+# after the first hash, each thread that hashes would keep a freed ARGON2_MEMORY_KIB block
+# in its own heap (peak RSS 193 MB in bench/ instead of 148). A fixed threshold keeps the
+# hash's memory in mmap, returned to the OS when the hash ends.
+if sys.platform == "linux" and hasattr(libc := ctypes.CDLL(None), "mallopt"):
+    libc.mallopt(M_MMAP_THRESHOLD, 4 * 1024 * 1024)
 
 
 async def hash_password(password: str) -> str:

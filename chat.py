@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from hashlib import sha256
 from typing import Annotated, BinaryIO, Literal
 
+import anyio
 import anyio.to_thread
 from annotated_types import Ge, Le
 from fastapi import APIRouter, Body, HTTPException, Path, Query, Request, Response, status
@@ -90,6 +91,14 @@ MESSAGES_AFTER = (
     .order_by(Message.id)
     .limit(bindparam("limit"))
 )
+# A page between two ids (low excluded, high included), in either direction.
+MESSAGES_BETWEEN = {
+    ascending: select(*MESSAGE_COLUMNS)
+    .where(Message.chat_id == bindparam("chat_id"), Message.id > bindparam("low"), Message.id <= bindparam("high"))
+    .order_by(Message.id.asc() if ascending else Message.id.desc())
+    .limit(bindparam("limit"))
+    for ascending in (True, False)
+}
 CHAT_ORDER = (Chat.pinned.desc(), Chat.updated_at.desc(), Chat.id.desc())
 LISTED_CHATS = {
     include_archived: select(*CHAT_COLUMNS)
@@ -192,15 +201,12 @@ def message_page(
     just before it (walking backwards); `has_more` looks further the same way."""
     owned_chat(db, owner_id, chat_id)
     ascending = order == "asc"
-    query = select(*MESSAGE_COLUMNS).where(Message.chat_id == chat_id)
-    if after is not None:
-        query = query.where(Message.id > after if ascending else Message.id < after)
-    if before is not None:
-        query = query.where(Message.id < before if ascending else Message.id > before)
+    lower, upper = (after, before) if ascending else (before, after)
     backwards = before is not None and after is None
     forward_in_ids = ascending != backwards
-    query = query.order_by(Message.id.asc() if forward_in_ids else Message.id.desc()).limit(limit + 1)
-    rows = db.execute(query).mappings().all()
+    bounds = {"low": lower or 0, "high": upper - 1 if upper else MAX_ID}
+    query = MESSAGES_BETWEEN[forward_in_ids]
+    rows = db.execute(query, {"chat_id": chat_id, **bounds, "limit": limit + 1}).mappings().all()
     data = MESSAGE_LIST.validate_python(rows[:limit])
     if backwards:
         data.reverse()
@@ -369,6 +375,9 @@ async def history(db: Database, chat_id: int, first_page: list[MessagePublic]) -
         yield page
         if len(page) < HISTORY_PAGE:
             return
+        # Inline SQLite reads never yield to the event loop: without this checkpoint a long
+        # history would hold the loop, and a client that went away would not stop it.
+        await anyio.sleep(0)
         page = await db.read(messages_after, chat_id, page[-1].id, HISTORY_PAGE)
 
 

@@ -56,3 +56,23 @@ def server_env(**overrides: str) -> dict[str, str]:
 
 
 PYTHON = sys.executable
+
+
+def serving_pid(server_port: int, response: httpx.Response) -> int:
+    """The process holding the server's end of the (still open) connection `response` came on."""
+    client_port = response.extensions["network_stream"].get_extra_info("client_addr")[1]
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as sockets:
+            for line in sockets.readlines()[1:]:
+                fields = line.split()
+                local, remote = int(fields[1].split(":")[1], 16), int(fields[2].split(":")[1], 16)
+                if (local, remote) == (server_port, client_port):
+                    inodes.add(f"socket:[{fields[9]}]")
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        with suppress(OSError):  # processes and their files come and go during the scan
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                with suppress(OSError):
+                    if os.readlink(f"/proc/{pid}/fd/{fd}") in inodes:
+                        return int(pid)
+    raise AssertionError(f"no process serves the connection from port {client_port}")

@@ -55,6 +55,7 @@ def test_two_workers_32_clients_2000_appends_all_stored_in_order(fresh_database_
             results = list(pool.map(append, range(2000)))
 
     assert [status for status, _ in results] == [201] * 2000
+    assert len({message_id for _, message_id in results}) == 2000
     rows = stored(fresh_database_url, chat_id)
     assert len(rows) == 2000
     assert {row.id for row in rows} == {message_id for _, message_id in results}
@@ -66,7 +67,7 @@ def test_every_answered_message_survives_sigkill(fresh_database_url: str, tmp_pa
     port = free_port()
     env = server_env(DATABASE_URL=fresh_database_url, SECRET_KEY="k" * 48, RELOAD="false", PORT=str(port))
     command = [PYTHON, str(Path(__file__).resolve().parent.parent / "main.py")]
-    answered: list[int] = []
+    answered: dict[int, str] = {}
     with running(command, env, tmp_path, port) as base_url:
         with httpx.Client(base_url=base_url, timeout=30) as client:
             headers = sign_up(client)
@@ -83,7 +84,7 @@ def test_every_answered_message_survives_sigkill(fresh_database_url: str, tmp_pa
                     except httpx.TransportError:
                         return
                     if response.status_code == 201:
-                        answered.append(response.json()["id"])
+                        answered[response.json()["id"]] = f"{worker}-{index}"
                     if stop.is_set():
                         return
 
@@ -107,8 +108,8 @@ def test_every_answered_message_survives_sigkill(fresh_database_url: str, tmp_pa
         assert httpx.get(f"{base_url}/v1/auth/test_token", headers=headers).status_code == 200
         read = httpx.get(f"{base_url}/v1/chats/{chat_id}", headers=headers, timeout=30)
         assert read.status_code == 200
-        kept = {message["id"] for message in read.json()["messages"]}
-    assert set(answered) <= kept
+        kept = {message["id"]: message["content"] for message in read.json()["messages"]}
+    assert {message_id: kept.get(message_id) for message_id in answered} == answered
 
 
 def _kill_listener(port: int) -> None:

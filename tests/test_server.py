@@ -11,7 +11,7 @@ from sqlalchemy import select
 from conftest import DATABASE_URL, PASSWORD, SERVER_URL, WORK_DIR, Account
 from database import engine
 from models import Message
-from server import PYTHON, ROOT, free_port, running, server_env
+from server import PYTHON, ROOT, free_port, running, server_env, serving_pid
 
 
 def walkthrough(base_url: str) -> tuple[str, int]:
@@ -57,6 +57,32 @@ def test_python_main_py_serves_migrates_and_keeps_data_and_tokens_across_a_resta
         assert httpx.get(f"{base_url}/v1/auth/test_token", headers=headers).status_code == 200
         chat = httpx.get(f"{base_url}/v1/chats/{chat_id}", headers=headers).json()
         assert [m["content"] for m in chat["messages"]] == ["上传对话历史 ✓"]
+
+
+def test_a_token_from_one_worker_works_on_the_other(fresh_database_url: str, tmp_path: Path) -> None:
+    # No SECRET_KEY: the workers must agree on the key they generate into the shared file.
+    port = free_port()
+    env = server_env(DATABASE_URL=fresh_database_url)
+    command = [PYTHON, "-m", "uvicorn", "main:app", "--port", str(port), "--workers", "2", "--no-access-log"]
+    with running(command, env, tmp_path, port) as base_url:
+        username = f"roamer_{uuid.uuid4().hex[:8]}"
+        body = {"email": f"{username}@example.com", "username": username, "password": PASSWORD}
+        assert httpx.post(f"{base_url}/v1/auth/register", json=body).status_code == 201
+        issued_by: dict[str, int] = {}
+        checked_on: dict[str, set[int]] = {}
+        for _ in range(200):  # new connections, until each token was checked by another worker
+            with httpx.Client(base_url=base_url) as client:
+                login = client.post("/v1/auth/token", data={"username": username, "password": PASSWORD})
+                issued_by[login.json()["access_token"]] = serving_pid(port, login)
+            for token in issued_by:
+                with httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {token}"}) as client:
+                    check = client.get("/v1/auth/test_token")
+                    assert check.status_code == 200
+                    checked_on.setdefault(token, set()).add(serving_pid(port, check))
+            if len(set(issued_by.values())) == 2 and all(checked_on[token] - {pid} for token, pid in issued_by.items()):
+                break
+    assert len(set(issued_by.values())) == 2, "one worker served every login"
+    assert all(checked_on[token] - {pid} for token, pid in issued_by.items())
 
 
 @pytest.fixture

@@ -1,0 +1,495 @@
+"""The benchmark: starts the service on a fresh database, seeds it, drives each scenario
+with wrk and prints a markdown table (also written to bench/results/).
+
+    python bench/run.py                                    # SQLite, one worker
+    python bench/run.py --database-url postgresql+psycopg://postgres@127.0.0.1:5432/test --workers 2
+
+A PostgreSQL URL names the server: the bench creates its own database there and drops it after.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+from argon2 import PasswordHasher, Type
+from sqlalchemy import create_engine, insert, make_url, text
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from config import settings  # noqa: E402
+from models import Chat, Message  # noqa: E402
+
+BENCH = Path(__file__).resolve().parent
+PASSWORD = "correct horse battery"
+CORES = os.cpu_count() or 1
+
+
+@dataclass
+class Scenario:
+    name: str
+    method: str
+    path: str  # formatted with the seeded ids (Seed.ids)
+    body: str | None = None  # formatted body, from Seed.bodies
+    user: str | None = "writer"  # whose token it sends; None: no token
+    content_type: str = "application/json"
+    connections: int = 32
+    items: int = 1  # rows a request reads or writes, to compare costs per row
+    baseline: str | None = None  # the small-data scenario this one must stay within 1.25x of
+    min_rps: float | None = None
+    max_p99_ms: float | None = None
+    hash_bound: bool = False  # login: compared with cores / one hash's time
+    seconds: float | None = None  # at least this long, whatever --duration says
+
+
+CEILING = "ceiling: GET /v1"
+SCENARIOS = [
+    Scenario(CEILING, "GET", "/v1", user=None),
+    Scenario("1 append a message", "POST", "/v1/chats/{append}/message", "append", min_rps=1000, max_p99_ms=50),
+    Scenario("2 read a chat of 50 messages", "GET", "/v1/chats/{chat_50}", items=50, min_rps=1000, max_p99_ms=50),
+    Scenario("3 first 20 of 10,000 chats", "GET", "/v1/chats/?limit=20", user="owner_10k"),
+    Scenario("4 first 20 of 100,000 chats", "GET", "/v1/chats/?limit=20", user="owner_100k", baseline="3"),
+    Scenario(
+        "4 read a chat of 100,000 messages",
+        "GET",
+        "/v1/chats/{chat_100k}",
+        connections=1,  # a read takes seconds: more would only queue
+        seconds=10,
+        items=100_000,
+        baseline="2",
+    ),
+    Scenario("6 page of 50, chat of 50", "GET", "/v1/chats/{chat_50}/messages?limit=50", items=50),
+    Scenario(
+        "6 page of 50 at message 99,900 of 100,000",
+        "GET",
+        "/v1/chats/{chat_100k}/messages?after={deep_after}&limit=50",
+        items=50,
+        baseline="6",
+    ),
+    Scenario("7 bulk upload of 1,000 messages", "POST", "/v1/chats/{bulk}/messages", "bulk", items=1000),
+    Scenario(
+        "5 login",
+        "POST",
+        "/v1/auth/token",
+        "login",
+        user=None,
+        content_type="application/x-www-form-urlencoded",
+        hash_bound=True,
+    ),
+]
+
+
+@dataclass
+class Row:
+    scenario: str
+    requests_per_s: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    of_ceiling: float
+    cost_vs_small: float | None
+    peak_rss_mb: float
+    target: str
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--database-url", help="a PostgreSQL server URL (default: a fresh SQLite file)")
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds of load per scenario")
+    parser.add_argument("--only", help="comma-separated scenario numbers to run (the ceiling always runs)")
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        sys.exit("wrk is missing: apt-get install -y wrk")
+    load_before = os.getloadavg()[0]
+
+    with database(args.database_url) as url, running_server(url, args.workers) as (base_url, server):
+        engine_name = make_url(url).get_backend_name()
+        print(f"# {engine_name}, {args.workers} worker(s), {args.duration:g} s per scenario, seeding...", flush=True)
+        seed = Seed(base_url, url)
+        hash_seconds = one_hash_seconds()
+        hash_limit = CORES / hash_seconds
+        chosen = set(args.only.split(",")) if args.only else None
+        rows: list[Row] = []
+        for scenario in SCENARIOS:
+            if chosen is not None and scenario.name != CEILING and scenario.name.split()[0] not in chosen:
+                continue
+            # The machine's load drifts: each scenario is compared with a ceiling measured just before it.
+            ceiling = requests_per_s(run_wrk(base_url, SCENARIOS[0], seed, 2, server)) if rows else None
+            if scenario.hash_bound:
+                hash_seconds = one_hash_seconds()
+                hash_limit = CORES / hash_seconds
+            result = run_wrk(base_url, scenario, seed, args.duration, server)
+            rows.append(summarise(scenario, result, rows, ceiling, peak_rss_mb(server), hash_limit))
+            print(f"  {rows[-1].scenario}: {rows[-1].requests_per_s:,.0f} req/s", file=sys.stderr, flush=True)
+        peaks = {pid: peak_rss_mb_of(pid) for pid in workers(server)}
+
+    when = datetime.now(UTC)
+    header = (
+        f"{when:%Y-%m-%d %H:%M} UTC · {engine_name} · {args.workers} worker(s) · wrk, {args.duration:g} s per "
+        f"scenario · {CORES} cores · load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after"
+    )
+    footer = [
+        f"Login's hash-bound limit: {CORES} cores ÷ {hash_seconds * 1000:.1f} ms per argon2id hash "
+        f"(m={settings.argon2_memory_kib} KiB, t={settings.argon2_time_cost}, p={settings.argon2_parallelism}) "
+        f"= {hash_limit:,.0f} logins/s.",
+        "Peak RSS per worker after all scenarios (VmHWM): "
+        + ", ".join(f"{mb:.0f} MB" for mb in peaks.values())
+        + f" (target ≤ 150 MB: {'met' if max(peaks.values()) <= 150 else 'NOT met'}).",
+    ]
+    if engine_name == "sqlite":
+        commit_ms = sqlite_commit_seconds(settings.sqlite_synchronous) * 1000
+        footer.append(
+            f"SQLite synchronous={settings.sqlite_synchronous}: one committed append costs {commit_ms:.2f} ms of "
+            f"disk sync here, at most {1000 / commit_ms:,.0f} commits/s (writes are serial)."
+        )
+    table = markdown(header, rows, footer)
+    print(table)
+    save(when, engine_name, args.workers, table, rows, peaks, hash_seconds)
+
+
+@contextmanager
+def database(server_url: str | None) -> Iterator[str]:
+    """A fresh, empty database: a SQLite file in a temporary folder, or one created on the PostgreSQL server."""
+    if server_url is None:
+        folder = Path(tempfile.mkdtemp(prefix="chat-bench-"))
+        try:
+            yield f"sqlite:///{folder / 'bench.db'}"
+        finally:
+            shutil.rmtree(folder)
+        return
+    name = f"chat_bench_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@contextmanager
+def running_server(database_url: str, worker_count: int) -> Iterator[tuple[str, int]]:
+    """The service as deployed: `python main.py` for one worker, `uvicorn --workers N` for more;
+    each migrates the fresh database at start-up."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "SECRET_KEY": uuid.uuid4().hex * 2,
+        "RELOAD": "false",
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+    }
+    if worker_count == 1:
+        command = [sys.executable, "main.py"]
+    else:
+        command = [sys.executable, "-m", "uvicorn", "main:app", "--host", "127.0.0.1", "--port", str(port)]
+        command += ["--workers", str(worker_count), "--loop", "asyncio"]
+    results = BENCH / "results"
+    results.mkdir(exist_ok=True)
+    with open(results / "server.log", "wb") as log:
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        base_url = f"http://127.0.0.1:{port}"
+        try:
+            wait_until_serving(base_url, process, worker_count)
+            yield base_url, process.pid
+        finally:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def wait_until_serving(base_url: str, process: subprocess.Popen, worker_count: int) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            sys.exit("the server exited; see bench/results/server.log")
+        with suppress(httpx.TransportError):
+            if httpx.get(f"{base_url}/v1", timeout=1).status_code == 200 and len(workers(process.pid)) >= worker_count:
+                # Every worker is up once each has announced it.
+                log = (BENCH / "results" / "server.log").read_text()
+                if log.count("Application startup complete") >= worker_count:
+                    return
+        time.sleep(0.2)
+    sys.exit("the server did not start within 60 s; see bench/results/server.log")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Seed:
+    """Users and tokens through the API; chats and messages in bulk, straight into the tables."""
+
+    def __init__(self, base_url: str, database_url: str) -> None:
+        self.tokens: dict[str, str] = {}
+        self.ids: dict[str, int] = {}
+        with httpx.Client(base_url=base_url, timeout=60) as client:
+            user_ids = {name: self.sign_up(client, name) for name in ("writer", "owner_10k", "owner_100k")}
+            for chat in ("append", "chat_50", "chat_100k", "bulk"):
+                headers = {"Authorization": f"Bearer {self.tokens['writer']}"}
+                self.ids[chat] = client.post("/v1/chats/", json={"title": chat}, headers=headers).json()["id"]
+        engine = create_engine(database_url)
+        with engine.begin() as connection:
+            self.add_messages(connection, self.ids["chat_50"], 50)
+            self.add_messages(connection, self.ids["chat_100k"], 100_000)
+            self.add_chats(connection, user_ids["owner_10k"], 10_000)
+            self.add_chats(connection, user_ids["owner_100k"], 100_000)
+            last = connection.execute(text("SELECT max(id) FROM messages")).scalar_one()
+        engine.dispose()
+        self.ids["deep_after"] = last - 100
+        self.bodies = {
+            "append": json.dumps({"role": "user", "content": sentence(0)}),
+            "bulk": json.dumps({"messages": [message(i) for i in range(1000)]}),
+            "login": f"username=bench_writer&password={PASSWORD.replace(' ', '+')}",
+        }
+
+    def sign_up(self, client: httpx.Client, name: str) -> int:
+        username = f"bench_{name}"
+        body = {"email": f"{username}@example.com", "username": username, "password": PASSWORD}
+        registered = client.post("/v1/auth/register", json=body)
+        registered.raise_for_status()
+        token = client.post("/v1/auth/token", data={"username": username, "password": PASSWORD})
+        self.tokens[name] = token.json()["access_token"]
+        return registered.json()["id"]
+
+    @staticmethod
+    def add_messages(connection, chat_id: int, count: int) -> None:
+        start = datetime.now(UTC) - timedelta(days=1)
+        for first in range(0, count, 10_000):
+            rows = [
+                {**message(i), "chat_id": chat_id, "created_at": start + timedelta(milliseconds=i)}
+                for i in range(first, min(first + 10_000, count))
+            ]
+            connection.execute(insert(Message), rows)
+
+    @staticmethod
+    def add_chats(connection, owner_id: int, count: int) -> None:
+        start = datetime.now(UTC) - timedelta(days=30)
+        for first in range(0, count, 10_000):
+            rows = [
+                {
+                    "owner_id": owner_id,
+                    "title": f"Chat {i}",
+                    "created_at": start + timedelta(seconds=i),
+                    "updated_at": start + timedelta(seconds=i),
+                }
+                for i in range(first, min(first + 10_000, count))
+            ]
+            connection.execute(insert(Chat), rows)
+
+
+def sentence(i: int) -> str:
+    return f"Message {i}: how do I keep a long conversation with a language model fast to read back?"
+
+
+def message(i: int) -> dict[str, str]:
+    return {"role": ("user", "assistant")[i % 2], "content": sentence(i)}
+
+
+def sqlite_commit_seconds(synchronous: str) -> float:
+    """One small committed insert in WAL mode with the service's synchronous setting, the median of several."""
+    with tempfile.TemporaryDirectory() as folder:
+        connection = sqlite3.connect(Path(folder) / "commit.db", isolation_level=None)
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute(f"PRAGMA synchronous={synchronous}")
+        connection.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, content TEXT)")
+        times = []
+        for i in range(50):
+            start = time.perf_counter()
+            connection.execute("BEGIN IMMEDIATE")
+            connection.execute("INSERT INTO t (content) VALUES (?)", (sentence(i),))
+            connection.execute("COMMIT")
+            times.append(time.perf_counter() - start)
+        connection.close()
+    return statistics.median(times)
+
+
+def one_hash_seconds() -> float:
+    """One argon2id hash with the service's parameters, the median of several."""
+    hasher = PasswordHasher(
+        time_cost=settings.argon2_time_cost,
+        memory_cost=settings.argon2_memory_kib,
+        parallelism=settings.argon2_parallelism,
+        type=Type.ID,
+    )
+    times = []
+    for _ in range(9):
+        start = time.perf_counter()
+        hasher.hash(PASSWORD)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def run_wrk(base_url: str, scenario: Scenario, seed: Seed, duration: float, server: int) -> dict:
+    env = {**os.environ, "BENCH_METHOD": scenario.method, "BENCH_BODY_FILE": ""}
+    command = [
+        "wrk",
+        f"-t{min(2, scenario.connections)}",
+        f"-c{scenario.connections}",
+        "--timeout",
+        "60s",
+        "-s",
+        str(BENCH / "wrk.lua"),
+    ]
+    if scenario.user:
+        command += ["-H", f"Authorization: Bearer {seed.tokens[scenario.user]}"]
+    with tempfile.NamedTemporaryFile("w", suffix=".body") as body:
+        if scenario.body:
+            body.write(seed.bodies[scenario.body])
+            body.flush()
+            env["BENCH_BODY_FILE"] = body.name
+            command += ["-H", f"Content-Type: {scenario.content_type}"]
+        url = base_url + scenario.path.format(**seed.ids)
+        # A second of warm-up first, so statement caches and connections are ready.
+        subprocess.run([*command, "-d1s", url], env=env, capture_output=True, check=True)
+        wait_until_idle(server)
+        seconds = max(duration, scenario.seconds or 0)
+        output = subprocess.run([*command, f"-d{seconds:g}s", url], env=env, capture_output=True, text=True, check=True)
+    wait_until_idle(server)
+    line = next(line for line in output.stdout.splitlines() if line.startswith("BENCH "))
+    return json.loads(line.removeprefix("BENCH "))
+
+
+def wait_until_idle(server_pid: int) -> None:
+    """Waits for the requests wrk left in flight when it stopped (the server still finishes
+    them) so that they do not slow down the next scenario."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        before = cpu_seconds(server_pid)
+        time.sleep(0.5)
+        if cpu_seconds(server_pid) - before < 0.05:
+            return
+
+
+def cpu_seconds(server_pid: int) -> float:
+    ticks = 0
+    for pid in workers(server_pid):
+        with suppress(OSError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])  # utime and stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def requests_per_s(result: dict) -> float:
+    return result["requests"] / (result["duration_us"] / 1e6)
+
+
+def summarise(
+    scenario: Scenario, result: dict, done: list[Row], ceiling: float | None, peak_mb: float, hash_limit: float
+) -> Row:
+    rps = requests_per_s(result)
+    errors = sum(result[kind] for kind in ("connect", "read", "write", "status", "timeout"))
+    p99_ms = result["p99_us"] / 1000
+    cost = None
+    verdicts = []
+    if scenario.min_rps is not None:
+        verdicts.append(rps >= scenario.min_rps and p99_ms <= scenario.max_p99_ms and errors == 0)
+    if scenario.baseline:
+        small = next((s for s in SCENARIOS if s.name.split()[0] == scenario.baseline and not s.baseline), None)
+        small_row = next((row for row in done if small and row.scenario == small.name), None)
+        if small_row and rps:
+            cost = (small_row.of_ceiling * small.items) / (rps / ceiling * scenario.items)
+            verdicts.append(cost <= 1.25)
+    if scenario.hash_bound:
+        verdicts.append(rps >= 0.8 * hash_limit)
+    target = "" if not verdicts else "met" if all(verdicts) else "**not met**"
+    if scenario.hash_bound:
+        target += f" ({rps / hash_limit:.0%} of hash-bound)"
+    return Row(
+        scenario.name,
+        rps,
+        result["p50_us"] / 1000,
+        p99_ms,
+        errors,
+        rps / (ceiling or rps),
+        cost,
+        peak_mb,
+        target,
+    )
+
+
+def markdown(header: str, rows: list[Row], footer: list[str]) -> str:
+    lines = [
+        header,
+        "",
+        "| scenario | req/s | p50 ms | p99 ms | errors | × ceiling | cost vs small | peak RSS MB | target |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|---|",
+    ]
+    for row in rows:
+        cost = f"{row.cost_vs_small:.2f}×" if row.cost_vs_small is not None else ""
+        rps = f"{row.requests_per_s:,.0f}" if row.requests_per_s >= 10 else f"{row.requests_per_s:.2f}"
+        lines.append(
+            f"| {row.scenario} | {rps} | {row.p50_ms:.1f} | {row.p99_ms:.1f} | {row.errors} "
+            f"| {row.of_ceiling:.2f} | {cost} | {row.peak_rss_mb:.0f} | {row.target} |"
+        )
+    return "\n".join([*lines, "", *footer])
+
+
+def save(
+    when: datetime, engine_name: str, worker_count: int, table: str, rows: list[Row], peaks: dict, hash_s: float
+) -> None:
+    stem = BENCH / "results" / f"{when:%Y%m%d-%H%M%S}-{engine_name}-{worker_count}w"
+    stem.with_suffix(".md").write_text(table + "\n")
+    data = {
+        "when": when.isoformat(),
+        "engine": engine_name,
+        "workers": worker_count,
+        "cores": CORES,
+        "hash_seconds": hash_s,
+        "peak_rss_mb": {str(pid): mb for pid, mb in peaks.items()},
+        "rows": [asdict(row) for row in rows],
+    }
+    stem.with_suffix(".json").write_text(json.dumps(data, indent=2) + "\n")
+    print(f"\n(written to {stem.relative_to(ROOT)}.md and .json)", file=sys.stderr)
+
+
+def workers(server_pid: int) -> list[int]:
+    """The processes that serve requests: the server itself, or the children uvicorn spawned."""
+    children = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        with suppress(OSError):
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            if int(stat.rsplit(")", 1)[1].split()[1]) == server_pid and b"spawn_main" in cmdline:
+                children.append(int(pid))
+    return children or [server_pid]
+
+
+def peak_rss_mb_of(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def peak_rss_mb(server_pid: int) -> float:
+    return max(peak_rss_mb_of(pid) for pid in workers(server_pid))
+
+
+if __name__ == "__main__":
+    main()
