@@ -5,15 +5,16 @@ The functions that take a `Connection` run inside one transaction (see database.
 they raise the 404 themselves, so that the transaction rolls back."""
 
 import tempfile
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from datetime import UTC, datetime
 from hashlib import sha256
-from typing import Annotated, BinaryIO, Literal
+from typing import Annotated, BinaryIO, Literal, TypeVar
 
 import anyio
 import anyio.to_thread
 from annotated_types import Ge, Le
 from fastapi import APIRouter, Body, HTTPException, Path, Query, Request, Response, status
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
 from pydantic import TypeAdapter
 from sqlalchemy import Connection, bindparam, delete, insert, select, update
@@ -47,6 +48,7 @@ from schemas import (
 from search import parse, parse_cursor, search
 
 router = APIRouter()
+T = TypeVar("T")
 
 # A history longer than this is streamed, this many messages per query.
 HISTORY_PAGE = 1000
@@ -500,6 +502,14 @@ async def export_all_chats(user: CurrentUser, db: DatabaseDep) -> StreamingRespo
     return StreamingResponse(all_chats_json(db, user.id), media_type="application/json", headers=headers)
 
 
+def parsed_query(name: str, parse_value: Callable[[str], T], value: str) -> T:
+    """`value` parsed, or a 422 in the shape of every other one: a list naming the parameter."""
+    try:
+        return parse_value(value)
+    except ValueError as error:
+        raise RequestValidationError([{"type": "value_error", "loc": ("query", name), "msg": str(error)}]) from None
+
+
 @router.get("/search", response_model=SearchPage, responses=examples.example(200, examples.SEARCH_PAGE))
 async def search_chats(
     user: CurrentUser,
@@ -509,10 +519,8 @@ async def search_chats(
     after: Annotated[str | None, Query(max_length=20, description="last_id of the previous page")] = None,
 ) -> SearchPage:
     """Your chats whose title matches, then your messages that match, newest first."""
-    try:
-        terms, cursor = parse(q), None if after is None else parse_cursor(after)
-    except ValueError as error:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(error)) from None
+    terms = parsed_query("q", parse, q)
+    cursor = None if after is None else parsed_query("after", parse_cursor, after)
     return await db.read(search, user.id, terms, limit, cursor)
 
 
