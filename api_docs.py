@@ -11,11 +11,16 @@ from pathlib import Path
 import fastapi_offline
 from fastapi import APIRouter
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
-from fastapi.responses import HTMLResponse
+from fastapi.responses import Response
 
 # Only the package's asset folder is used; its FastAPIOffline factory would build the app.
 ASSETS = Path(fastapi_offline.__file__).parent / "static"
 ASSETS_URL = "/docs-assets"
+REDOC_JS = "redoc.standalone.js"
+# ReDoc's bundle shows its vendor's logo from the vendor's CDN; served with an empty inline
+# image in its place, the page asks nothing of any other host.
+REDOC_VENDOR_LOGO = "https://cdn.redoc.ly/redoc/logo-mini.svg"
+EMPTY_IMAGE = "data:image/svg+xml,<svg xmlns='http://www.w3.org/2000/svg'/>"
 
 PAGE_POLICY = (
     "default-src 'none'; script-src {scripts}; style-src {styles}; img-src 'self' data:; "
@@ -56,7 +61,7 @@ def redoc_page(title: str, openapi_url: str) -> Page:
     html = get_redoc_html(
         openapi_url=openapi_url,
         title=f"{title} - ReDoc",
-        redoc_js_url=f"{ASSETS_URL}/redoc.standalone.js",
+        redoc_js_url=f"{ASSETS_URL}/{REDOC_JS}",
         redoc_favicon_url=f"{ASSETS_URL}/favicon.png",
         with_google_fonts=False,
     ).body.decode()
@@ -70,14 +75,17 @@ def docs_pages(title: str, openapi_url: str) -> dict[str, Page]:
 
 
 def docs_router(pages: dict[str, Page]) -> APIRouter:
+    """The pages, and ReDoc's bundle without its one outside request (before the assets' mount)."""
     router = APIRouter(include_in_schema=False)
     for path, page in pages.items():
-        router.add_api_route(path, serving(page.html), methods=["GET"], response_class=HTMLResponse)
+        router.add_api_route(path, serving(page.html.encode(), "text/html; charset=utf-8"), methods=["GET"])
+    bundle = (ASSETS / REDOC_JS).read_text().replace(REDOC_VENDOR_LOGO, EMPTY_IMAGE).encode()
+    router.add_api_route(f"{ASSETS_URL}/{REDOC_JS}", serving(bundle, "text/javascript; charset=utf-8"), methods=["GET"])
     return router
 
 
-def serving(html: str) -> Callable[[], Awaitable[HTMLResponse]]:
-    async def serve() -> HTMLResponse:
-        return HTMLResponse(html)
+def serving(body: bytes, media_type: str) -> Callable[[], Awaitable[Response]]:
+    async def serve() -> Response:
+        return Response(body, media_type=media_type)
 
     return serve

@@ -208,3 +208,11 @@ def test_nothing_but_the_static_files_is_served_and_a_miss_is_a_json_404(client:
     assert response.status_code == 404
     assert response.json() == {"detail": "Not Found"}
     assert_common_headers(response)
+
+
+def test_redocs_bundle_is_served_without_its_vendors_cdn(client: TestClient) -> None:
+    bundle = client.get("/docs-assets/redoc.standalone.js")
+    assert bundle.status_code == 200
+    assert bundle.headers["content-type"].startswith("text/javascript")
+    assert "cdn.redoc.ly" not in bundle.text
+    assert "redocly logo" in bundle.text  # the whole bundle, with only the logo's source replaced
