@@ -2,6 +2,7 @@
 
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
@@ -64,25 +65,26 @@ def test_a_token_from_one_worker_works_on_the_other(fresh_database_url: str, tmp
     port = free_port()
     env = server_env(DATABASE_URL=fresh_database_url)
     command = [PYTHON, "-m", "uvicorn", "main:app", "--port", str(port), "--workers", "2", "--no-access-log"]
-    with running(command, env, tmp_path, port) as base_url:
+    with running(command, env, tmp_path, port) as base_url, ExitStack() as stack:
         username = f"roamer_{uuid.uuid4().hex[:8]}"
         body = {"email": f"{username}@example.com", "username": username, "password": PASSWORD}
         assert httpx.post(f"{base_url}/v1/auth/register", json=body).status_code == 201
-        issued_by: dict[str, int] = {}
-        checked_on: dict[str, set[int]] = {}
-        for _ in range(200):  # new connections, until each token was checked by another worker
-            with httpx.Client(base_url=base_url) as client:
-                login = client.post("/v1/auth/token", data={"username": username, "password": PASSWORD})
-                issued_by[login.json()["access_token"]] = serving_pid(port, login)
-            for token in issued_by:
-                with httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {token}"}) as client:
-                    check = client.get("/v1/auth/test_token")
-                    assert check.status_code == 200
-                    checked_on.setdefault(token, set()).add(serving_pid(port, check))
-            if len(set(issued_by.values())) == 2 and all(checked_on[token] - {pid} for token, pid in issued_by.items()):
+        # A kept-alive connection stays with the worker that accepted it: open connections
+        # until each worker holds one.
+        by_worker: dict[int, httpx.Client] = {}
+        for _ in range(200):
+            client = stack.enter_context(httpx.Client(base_url=base_url))
+            by_worker.setdefault(serving_pid(port, client.get("/v1")), client)
+            if len(by_worker) == 2:
                 break
-    assert len(set(issued_by.values())) == 2, "one worker served every login"
-    assert all(checked_on[token] - {pid} for token, pid in issued_by.items())
+        assert len(by_worker) == 2, "one worker accepted every connection"
+        (first, on_first), (second, on_second) = by_worker.items()
+        for issuer, checker, checker_pid in ((on_first, on_second, second), (on_second, on_first, first)):
+            login = issuer.post("/v1/auth/token", data={"username": username, "password": PASSWORD})
+            token = login.json()["access_token"]
+            check = checker.get("/v1/auth/test_token", headers={"Authorization": f"Bearer {token}"})
+            assert check.status_code == 200
+            assert serving_pid(port, check) == checker_pid != serving_pid(port, login)
 
 
 @pytest.fixture
