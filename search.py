@@ -7,14 +7,16 @@ CJK text has no spaces between words, so it matches as a substring."""
 
 import html
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cache
 
 from sqlalchemy import (
     ColumnElement,
     Connection,
     RowMapping,
     Select,
+    String,
     bindparam,
     cast,
     column,
@@ -105,6 +107,18 @@ def snippet(text: str, pattern: re.Pattern[str]) -> str:
     return ("…" if start else "") + "".join(parts) + ("…" if end < len(text) else "")
 
 
+# Statements are built once for each shape of query (which index, how many CJK terms to
+# filter by) and take the words as parameters: building one costs more than running it.
+
+
+def _contains(text: ColumnElement[str], count: int, position: Callable) -> list[ColumnElement[bool]]:
+    return [position(text, bindparam(f"term{i}", type_=String)) > 0 for i in range(count)]
+
+
+def _columns(source: str) -> tuple[Select, ColumnElement[int], ColumnElement[str]]:
+    return (TITLE_HITS, Chat.id, Chat.title) if source == "chats" else (MESSAGE_HITS, Message.id, Message.content)
+
+
 # --- SQLite: a unicode61 index for words, a trigram index for rows with CJK characters
 
 
@@ -125,15 +139,17 @@ def _sqlite_match(owner_id: int, terms: Terms) -> tuple[str, str, list[str]]:
     return "_cjk", " AND ".join([f'owner : ".{owner_id}."', *parts]), [t for t in terms.cjk if len(t) < 3]
 
 
-def _sqlite_search(query: Select, source: str, text: ColumnElement[str], owner_id: int, terms: Terms) -> Select:
-    suffix, match, filters = _sqlite_match(owner_id, terms)
+@cache
+def _sqlite_search(source: str, suffix: str, filters: int) -> Select:
+    query, key, text = _columns(source)
     index = table(f"search_{source}{suffix}", column("rowid"))
     # The cursor bounds the index's rowid, not the table's id: FTS5 then starts its walk there.
     return (
-        query.join(index, index.c.rowid == (Chat.id if source == "chats" else Message.id))
+        query.join(index, index.c.rowid == key)
         .where(index.c.rowid < bindparam("before"))
-        .where(literal_column(index.name).match(match), *(func.instr(text, term) > 0 for term in filters))
+        .where(literal_column(index.name).match(bindparam("match")), *_contains(text, filters, func.instr))
         .order_by(index.c.rowid.desc())
+        .limit(bindparam("limit"))
     )
 
 
@@ -152,11 +168,32 @@ def _tsquery(owner_id: int, terms: Terms) -> str:
     return " & ".join([*words, *(f"'{lexeme}'" for lexeme in dict.fromkeys(lexemes))])
 
 
-def _postgresql_matches(source: str, text: ColumnElement[str], owner_id: int, terms: Terms) -> list[ColumnElement]:
+def _postgresql_matches(source: str, filters: int) -> list[ColumnElement[bool]]:
+    _query, _key, text = _columns(source)
     document = literal_column(f"{source}.search_document")
     # Pairs of characters all present do not make the substring: check it.
-    filters = [func.strpos(text, term) > 0 for term in terms.cjk if len(term) > 2]
-    return [document.bool_op("@@")(cast(_tsquery(owner_id, terms), TSQUERY)), *filters]
+    tsquery = cast(bindparam("tsquery", type_=String), TSQUERY)
+    return [document.bool_op("@@")(tsquery), *_contains(text, filters, func.strpos)]
+
+
+@cache
+def _postgresql_titles(filters: int) -> Select:
+    matches = _postgresql_matches("chats", filters)
+    return TITLE_HITS.where(Chat.id < bindparam("before"), *matches).order_by(Chat.id.desc()).limit(bindparam("limit"))
+
+
+@cache
+def _postgresql_recent_messages(filters: int) -> Select:
+    matches = _postgresql_matches("messages", filters)
+    recent = MESSAGE_HITS.where(Message.id < bindparam("before"), Message.id >= bindparam("floor"), *matches)
+    return recent.order_by(Message.id.desc()).limit(bindparam("limit"))
+
+
+@cache
+def _postgresql_older_message_ids(filters: int) -> Select:
+    matches = _postgresql_matches("messages", filters)
+    older = select(Message.id).where(Message.id < bindparam("floor"), *matches)
+    return older.order_by(Message.id.desc()).limit(bindparam("limit"))
 
 
 TITLE_HITS = select(Chat.id, Chat.title, Chat.created_at).where(Chat.owner_id == bindparam("owner_id"))
@@ -172,46 +209,46 @@ MESSAGE_HITS = (
     .join(Chat, Chat.id == Message.chat_id)
     .where(Chat.owner_id == bindparam("owner_id"))
 )
+NEWEST_MESSAGE = select(func.max(Message.id))
+MESSAGES_BY_ID = MESSAGE_HITS.where(Message.id.in_(bindparam("ids", expanding=True))).order_by(Message.id.desc())
 
 
 def _hits(
     db: Connection, source: str, owner_id: int, terms: Terms, before: int | None, limit: int
 ) -> Sequence[RowMapping]:
-    query, key, text = (
-        (TITLE_HITS, Chat.id, Chat.title) if source == "chats" else (MESSAGE_HITS, Message.id, Message.content)
-    )
-    params = {"owner_id": owner_id, "before": MAX_ID if before is None else before}
+    params = {"owner_id": owner_id, "before": MAX_ID if before is None else before, "limit": limit}
     if db.dialect.name == "sqlite":
-        return db.execute(_sqlite_search(query, source, text, owner_id, terms).limit(limit), params).mappings().all()
-    matches = _postgresql_matches(source, text, owner_id, terms)
-    if source == "chats":
-        statement = query.where(key < bindparam("before"), *matches).order_by(key.desc()).limit(limit)
-        return db.execute(statement, params).mappings().all()
-    return _postgresql_messages(db, matches, params["before"], owner_id, limit)
+        suffix, params["match"], filters = _sqlite_match(owner_id, terms)
+        statement = _sqlite_search(source, suffix, len(filters))
+    else:
+        params["tsquery"] = _tsquery(owner_id, terms)
+        filters = [term for term in terms.cjk if len(term) > 2]
+        if source == "messages":
+            return _postgresql_messages(db, params, filters)
+        statement = _postgresql_titles(len(filters))
+    params.update((f"term{i}", term) for i, term in enumerate(filters))
+    return db.execute(statement, params).mappings().all()
 
 
-def _postgresql_messages(
-    db: Connection, matches: list[ColumnElement], before: int, owner_id: int, limit: int
-) -> Sequence[RowMapping]:
+def _postgresql_messages(db: Connection, params: dict, filters: list[str]) -> Sequence[RowMapping]:
     """The planner cannot know that a word in half of all messages may be in five of one
     user's: it would walk the id index back through every message to find those five. So
     it walks only the newest RECENT_IDS ids, where a common word fills a page at once, and
     finds older matches through the GIN index alone (the words and the owner intersected)."""
-    newest = db.scalar(select(func.max(Message.id))) or 0
-    floor = max(1, min(before, newest + 1) - RECENT_IDS)
-    recent = MESSAGE_HITS.where(Message.id < before, Message.id >= floor, *matches)
-    rows = db.execute(recent.order_by(Message.id.desc()).limit(limit), {"owner_id": owner_id}).mappings().all()
+    params.update((f"term{i}", term) for i, term in enumerate(filters))
+    newest = db.scalar(NEWEST_MESSAGE) or 0
+    limit = params["limit"]
+    params["floor"] = floor = max(1, min(params["before"], newest + 1) - RECENT_IDS)
+    rows = db.execute(_postgresql_recent_messages(len(filters)), params).mappings().all()
     if len(rows) == limit or floor == 1:
         return rows
     for setting in ("enable_seqscan", "enable_indexscan"):
         db.exec_driver_sql(f"SET LOCAL {setting} = off")
     # Ids first: only the page's rows are read whole.
-    ids = select(Message.id).where(Message.id < floor, *matches).order_by(Message.id.desc()).limit(limit - len(rows))
-    ids = db.scalars(ids).all()
+    ids = db.scalars(_postgresql_older_message_ids(len(filters)), {**params, "limit": limit - len(rows)}).all()
     for setting in ("enable_seqscan", "enable_indexscan"):
         db.exec_driver_sql(f"SET LOCAL {setting} TO DEFAULT")
-    older = MESSAGE_HITS.where(Message.id.in_(ids)).order_by(Message.id.desc())
-    return [*rows, *db.execute(older, {"owner_id": owner_id}).mappings().all()]
+    return [*rows, *db.execute(MESSAGES_BY_ID, {"owner_id": params["owner_id"], "ids": ids}).mappings().all()]
 
 
 def search(db: Connection, owner_id: int, terms: Terms, limit: int, after: tuple[str, int] | None) -> SearchPage:

@@ -1,4 +1,4 @@
--- Method and body come from the environment (bench/run.py sets them per scenario);
+-- Method, body and paths come from the environment (bench/run.py sets them per scenario);
 -- done() prints one line of JSON that run.py reads.
 wrk.method = os.getenv("BENCH_METHOD") or "GET"
 local body_file = os.getenv("BENCH_BODY_FILE")
@@ -6,6 +6,20 @@ if body_file and body_file ~= "" then
   local file = assert(io.open(body_file, "rb"))
   wrk.body = file:read("*a")
   file:close()
+end
+
+-- A file of paths, one a line: each request takes the next, in turn.
+local paths_file = os.getenv("BENCH_PATHS_FILE")
+if paths_file and paths_file ~= "" then
+  local paths = {}
+  for line in io.lines(paths_file) do
+    paths[#paths + 1] = line
+  end
+  local turn = 0
+  function request()
+    turn = turn % #paths + 1
+    return wrk.format(nil, paths[turn])
+  end
 end
 
 function done(summary, latency, requests)
