@@ -1,20 +1,19 @@
 """Accounts and sessions: password hashing, JWT access tokens, rotating refresh tokens,
 the current user, and the account endpoints."""
 
-import ctypes
+import asyncio
 import hmac
 import logging
 import os
 import secrets
-import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from hashlib import sha256
 from typing import Annotated
 
-import anyio.to_thread
 from fastapi import APIRouter, Depends, HTTPException, Request, status
 from fastapi.security import OAuth2PasswordBearer, OAuth2PasswordRequestForm
 from jose import JWTError, jwt
@@ -41,7 +40,6 @@ from schemas import (
 )
 
 ALGORITHM = "HS256"
-M_MMAP_THRESHOLD = -3  # mallopt option, from glibc's malloc.h
 
 logger = logging.getLogger(__name__)
 
@@ -81,25 +79,21 @@ router = APIRouter()
 
 
 # A hash takes tens of milliseconds of CPU and ARGON2_MEMORY_KIB of memory. argon2
-# releases the GIL, so hashes run in threads, one per core at most: more would only
-# queue for the CPU while each held its memory.
-HASHERS = anyio.CapacityLimiter(os.cpu_count() or 1)
-
-# glibc raises its mmap threshold to the size of the largest block freed (up to 32 MiB):
-# after the first hash, each thread that hashes would keep a freed ARGON2_MEMORY_KIB block
-# in its own heap (peak RSS 193 MB in bench/ instead of 148). A fixed threshold keeps the
-# hash's memory in mmap, returned to the OS when the hash ends.
-if sys.platform == "linux" and hasattr(libc := ctypes.CDLL(None), "mallopt"):
-    libc.mallopt(M_MMAP_THRESHOLD, 4 * 1024 * 1024)
+# releases the GIL, so hashes run in threads, one per core: more would only queue for the
+# CPU while each held its memory. Threads of their own, not the shared threadpool's: glibc
+# keeps each hashing thread's freed buffer for its next hash (a fresh one would cost 45 %
+# more time in page faults), and only these few threads ever hold one.
+HASHERS = ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="argon2")
 
 
 async def hash_password(password: str) -> str:
-    return await anyio.to_thread.run_sync(password_context.hash, password, limiter=HASHERS)
+    return await asyncio.get_running_loop().run_in_executor(HASHERS, password_context.hash, password)
 
 
 async def verify_password(password: str, hashed: str) -> tuple[bool, str | None]:
     """(matches, a new hash when the stored one uses outdated parameters)."""
-    return await anyio.to_thread.run_sync(password_context.verify_and_update, password, hashed, limiter=HASHERS)
+    verify = password_context.verify_and_update
+    return await asyncio.get_running_loop().run_in_executor(HASHERS, verify, password, hashed)
 
 
 @dataclass(frozen=True)
