@@ -217,35 +217,37 @@ def _hits(
     db: Connection, source: str, owner_id: int, terms: Terms, before: int | None, limit: int
 ) -> Sequence[RowMapping]:
     params = {"owner_id": owner_id, "before": MAX_ID if before is None else before, "limit": limit}
-    if db.dialect.name == "sqlite":
+    sqlite = db.dialect.name == "sqlite"
+    if sqlite:
         suffix, params["match"], filters = _sqlite_match(owner_id, terms)
-        statement = _sqlite_search(source, suffix, len(filters))
     else:
         params["tsquery"] = _tsquery(owner_id, terms)
         filters = [term for term in terms.cjk if len(term) > 2]
-        if source == "messages":
-            return _postgresql_messages(db, params, filters)
-        statement = _postgresql_titles(len(filters))
     params.update((f"term{i}", term) for i, term in enumerate(filters))
+    if sqlite:
+        statement = _sqlite_search(source, suffix, len(filters))
+    elif source == "messages":
+        return _postgresql_messages(db, params, len(filters))
+    else:
+        statement = _postgresql_titles(len(filters))
     return db.execute(statement, params).mappings().all()
 
 
-def _postgresql_messages(db: Connection, params: dict, filters: list[str]) -> Sequence[RowMapping]:
+def _postgresql_messages(db: Connection, params: dict, filters: int) -> Sequence[RowMapping]:
     """The planner cannot know that a word in half of all messages may be in five of one
     user's: it would walk the id index back through every message to find those five. So
     it walks only the newest RECENT_IDS ids, where a common word fills a page at once, and
     finds older matches through the GIN index alone (the words and the owner intersected)."""
-    params.update((f"term{i}", term) for i, term in enumerate(filters))
     newest = db.scalar(NEWEST_MESSAGE) or 0
     limit = params["limit"]
     params["floor"] = floor = max(1, min(params["before"], newest + 1) - RECENT_IDS)
-    rows = db.execute(_postgresql_recent_messages(len(filters)), params).mappings().all()
+    rows = db.execute(_postgresql_recent_messages(filters), params).mappings().all()
     if len(rows) == limit or floor == 1:
         return rows
     for setting in ("enable_seqscan", "enable_indexscan"):
         db.exec_driver_sql(f"SET LOCAL {setting} = off")
     # Ids first: only the page's rows are read whole.
-    ids = db.scalars(_postgresql_older_message_ids(len(filters)), {**params, "limit": limit - len(rows)}).all()
+    ids = db.scalars(_postgresql_older_message_ids(filters), {**params, "limit": limit - len(rows)}).all()
     for setting in ("enable_seqscan", "enable_indexscan"):
         db.exec_driver_sql(f"SET LOCAL {setting} TO DEFAULT")
     return [*rows, *db.execute(MESSAGES_BY_ID, {"owner_id": params["owner_id"], "ids": ids}).mappings().all()]

@@ -362,6 +362,8 @@ class Seed:
             if len(rows) == 10_000:
                 connection.execute(insert(Message), rows)
                 rows = []
+        if rows:
+            connection.execute(insert(Message), rows)
 
 
 def sentence(i: int) -> str:
