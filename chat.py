@@ -144,10 +144,11 @@ def lock_owned_chat(db: Connection, owner_id: int, chat_id: int) -> datetime:
 
 
 def insert_messages(
-    db: Connection, chat_id: int, messages: Iterable[MessageCreate], now: datetime
+    db: Connection, owner_id: int, chat_id: int, messages: Iterable[MessageCreate], now: datetime
 ) -> list[MessagePublic]:
     # Core executemany takes column names: the "metadata" column, not the model's `meta`.
-    rows = [{**message.model_dump(), "chat_id": chat_id, "created_at": now} for message in messages]
+    owned = {"chat_id": chat_id, "owner_id": owner_id, "created_at": now}
+    rows = [{**message.model_dump(), **owned} for message in messages]
     return MESSAGE_LIST.validate_python(db.execute(ADD_MESSAGES, rows).mappings().all())
 
 
@@ -156,12 +157,12 @@ def add_chat(db: Connection, owner_id: int, chat: ChatCreate) -> ChatPublic:
     values = {"owner_id": owner_id, "title": chat.title, "meta": chat.metadata, "created_at": now, "updated_at": now}
     created = db.execute(insert(Chat).values(values).returning(*CHAT_COLUMNS)).mappings().one()
     if chat.messages:
-        insert_messages(db, created["id"], chat.messages, now)
+        insert_messages(db, owner_id, created["id"], chat.messages, now)
     return ChatPublic.model_validate(created)
 
 
 def add_messages(db: Connection, owner_id: int, chat_id: int, messages: list[MessageCreate]) -> list[MessagePublic]:
-    return insert_messages(db, chat_id, messages, lock_owned_chat(db, owner_id, chat_id))
+    return insert_messages(db, owner_id, chat_id, messages, lock_owned_chat(db, owner_id, chat_id))
 
 
 def add_message(db: Connection, owner_id: int, chat_id: int, message: MessageCreate) -> MessagePublic:
@@ -301,6 +302,7 @@ def store_import(db: Connection, owner_id: int, conversations: list[ImportedConv
         rows += [
             {
                 "chat_id": chat["id"],
+                "owner_id": owner_id,
                 "role": message.role,
                 "content": message.content,
                 "name": message.name,

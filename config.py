@@ -46,8 +46,8 @@ class Settings(BaseSettings):
     max_content_bytes: int = Field(default=1 * MiB, ge=1)
     # A ChatGPT export: the upload, and what its conversations unpack to.
     max_import_bytes: int = Field(default=200 * MiB, ge=1024)
-    # Threads (and so pooled connections) a worker uses for blocking database work on
-    # PostgreSQL; SQLite work runs inline on the event loop and needs one connection.
+    # Connections each worker keeps open to PostgreSQL; SQLite work runs inline on the
+    # event loop and needs one.
     db_pool_size: int = Field(default=16, ge=1)
     # FULL: a message answered 201 survives a power cut, not only a crash of the server.
     sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"

@@ -2,9 +2,10 @@
 
 Routes are `async def` and hand their database work, a plain function taking a
 `Connection`, to `Database.read` or `Database.write`: one transaction per call. SQLite
-is in-process and answers in microseconds, so that work runs inline on the event loop
-(a threadpool hop per request would cost more than the query); a network database's
-work runs in the threadpool, so a round trip never blocks the loop.
+is in-process and answers in microseconds, so that work runs inline on the event loop.
+PostgreSQL's runs on the loop too, through psycopg's asyncio connections
+(`AsyncConnection.run_sync`): each round trip is awaited, so it never blocks the loop,
+and no request pays for a hop to a thread and back.
 """
 
 import json
@@ -12,10 +13,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Concatenate, ParamSpec, TypeVar
 
-import anyio.to_thread
+import anyio
 from alembic.config import Config
 from fastapi import Depends
 from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from alembic import command
 from config import settings
@@ -72,8 +75,12 @@ class Database:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.inline = engine.dialect.name == "sqlite"
-        self.threads = anyio.CapacityLimiter(settings.db_pool_size)
         self._inline_connection: Connection | None = None
+        # PostgreSQL: connections belong to the event loop that opened them, so the pool
+        # is made on first use and closed with the app (`close`).
+        self._pooled: AsyncEngine | None = None
+        self._reader: AsyncEngine | None = None
+        self.connections = anyio.CapacityLimiter(settings.db_pool_size)
 
     async def read(self, work: Work[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         return await self._run(False, lambda connection: work(connection, *args, **kwargs))
@@ -89,11 +96,35 @@ class Database:
             if connection is None or connection.closed or connection.invalidated:
                 connection = self._inline_connection = self.engine.connect()
             return self.transaction(connection, write, work)
-        return await anyio.to_thread.run_sync(self._pooled_transaction, write, work, limiter=self.threads)
+        try:
+            return await self._pooled_transaction(write, work)
+        except DBAPIError as error:
+            # A pooled connection the server has since closed (a restart, a terminated
+            # backend) fails at its first statement, and the pool then drops all its
+            # connections as old as it. A statement failed, so no COMMIT was sent and the
+            # server rolled back: the work is run once more, on a new connection. (Not
+            # pinging every connection at checkout saves a round trip per transaction.)
+            if not error.connection_invalidated or error.statement is None:
+                raise
+        return await self._pooled_transaction(write, work)
 
-    def _pooled_transaction(self, write: bool, work: Callable[[Connection], T]) -> T:
-        with self.engine.connect() as connection:
-            return self.transaction(connection, write, work)
+    async def _pooled_transaction(self, write: bool, work: Callable[[Connection], T]) -> T:
+        if self._pooled is None:
+            url, pool_size = self.engine.url, settings.db_pool_size
+            self._pooled = create_async_engine(url, pool_size=pool_size, max_overflow=0, json_deserializer=_json_loads)
+            # Under READ COMMITTED every statement of a read-only transaction takes its
+            # own snapshot anyway: BEGIN and COMMIT around a read would be two round
+            # trips that change nothing it sees.
+            self._reader = self._pooled.execution_options(isolation_level="AUTOCOMMIT")
+        # The limiter queues transactions first come, first served; the pool's own queue
+        # lets a newcomer take a connection a waiter was woken for, which starves some.
+        async with self.connections, (self._pooled if write else self._reader).connect() as connection:
+            return await connection.run_sync(self.transaction, write, work)
+
+    async def close(self) -> None:
+        if self._pooled is not None:
+            await self._pooled.dispose()
+            self._pooled = self._reader = None
 
     @staticmethod
     def transaction(connection: Connection, write: bool, work: Callable[[Connection], T]) -> T:

@@ -19,7 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api import api_router
 from api_docs import ASSETS, ASSETS_URL, docs_pages, docs_router
 from config import settings
-from database import migrate
+from database import database, migrate
 from openapi import install as install_openapi
 from schemas import Welcome
 
@@ -106,6 +106,7 @@ async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
     # collector's scans removes most of the pauses that would otherwise hit p99 latency.
     gc.freeze()
     yield
+    await database.close()
 
 
 app = FastAPI(

@@ -101,11 +101,15 @@ class Message(Base):
     __table_args__ = (
         # A chat's messages in order.
         Index("ix_messages_chat_order", "chat_id", "id"),
+        # An owner's messages, newest first: where a search starts.
+        Index("ix_messages_owner_recent", "owner_id", "id"),
         CheckConstraint(f"role IN {ROLES}", name="role"),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     chat_id: Mapped[int] = mapped_column(ForeignKey("chats.id", ondelete="CASCADE"))
+    # The chat's owner, written with the message.
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     role: Mapped[str] = mapped_column(String(16))
     content: Mapped[str] = mapped_column(Text)
     name: Mapped[str | None] = mapped_column(String(64))

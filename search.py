@@ -38,7 +38,7 @@ CJK_CHARS = 20_000
 MAX_TERMS = 16
 MIN_PREFIX = 3  # a shorter prefix would match a large part of the vocabulary
 SNIPPET_CHARS = 160
-RECENT_IDS = 5_000  # PostgreSQL: how far back a search walks the id index (see below)
+RECENT_MESSAGES = 1_000  # PostgreSQL: how many of the caller's newest messages a search reads one by one
 
 TOKENS = re.compile(r'"([^"]*)"?|([^\s"]+)')
 PIECES = re.compile(rf"[{CJK}]+|[^\W_{CJK}]+")
@@ -153,24 +153,21 @@ def _sqlite_search(source: str, suffix: str, filters: int) -> Select:
     )
 
 
-# --- PostgreSQL: one tsvector per row with its words, its owner, and its CJK characters
-# and pairs of characters
+# --- PostgreSQL: one tsvector per row, every lexeme prefixed with the row's owner ("42:okapi")
 
 
 def _tsquery(owner_id: int, terms: Terms) -> str:
     """A tsquery of lexemes as the document holds them (terms are letters and digits only,
     so need no escaping): no parser stands between the query and the index."""
-    words = [" <-> ".join(f"'{word}'" for word in phrase) for phrase in terms.phrases]
-    words += [f"'{prefix}':*" for prefix in terms.prefixes]
-    lexemes = [f"owner={owner_id}"]
+    words = [" <-> ".join(f"'{owner_id}:{word}'" for word in phrase) for phrase in terms.phrases]
+    words += [f"'{owner_id}:{prefix}':*" for prefix in terms.prefixes]
+    lexemes: list[str] = []
     for term in terms.cjk:
         lexemes += [term] if len(term) <= 2 else [term[i : i + 2] for i in range(len(term) - 1)]
-    return " & ".join([*words, *(f"'{lexeme}'" for lexeme in dict.fromkeys(lexemes))])
+    return " & ".join([*words, *(f"'{owner_id}:{lexeme}'" for lexeme in dict.fromkeys(lexemes))])
 
 
-def _postgresql_matches(source: str, filters: int) -> list[ColumnElement[bool]]:
-    _query, _key, text = _columns(source)
-    document = literal_column(f"{source}.search_document")
+def _postgresql_matches(document: ColumnElement, text: ColumnElement[str], filters: int) -> list[ColumnElement[bool]]:
     # Pairs of characters all present do not make the substring: check it.
     tsquery = cast(bindparam("tsquery", type_=String), TSQUERY)
     return [document.bool_op("@@")(tsquery), *_contains(text, filters, func.strpos)]
@@ -178,22 +175,47 @@ def _postgresql_matches(source: str, filters: int) -> list[ColumnElement[bool]]:
 
 @cache
 def _postgresql_titles(filters: int) -> Select:
-    matches = _postgresql_matches("chats", filters)
+    matches = _postgresql_matches(literal_column("chats.search_document"), Chat.title, filters)
     return TITLE_HITS.where(Chat.id < bindparam("before"), *matches).order_by(Chat.id.desc()).limit(bindparam("limit"))
 
 
 @cache
 def _postgresql_recent_messages(filters: int) -> Select:
-    matches = _postgresql_matches("messages", filters)
-    recent = MESSAGE_HITS.where(Message.id < bindparam("before"), Message.id >= bindparam("floor"), *matches)
-    return recent.order_by(Message.id.desc()).limit(bindparam("limit"))
+    """The caller's newest messages, read one by one: a common word fills a page within
+    the first few hundred, without reading its every match out of the index."""
+    recent = NEWEST_OWNED.add_columns(
+        Message.chat_id,
+        Message.role,
+        Message.content,
+        Message.created_at,
+        literal_column("messages.search_document").label("search_document"),
+    ).subquery("recent")
+    # A subquery per hit, not a join: a join could make the planner read the whole window to sort it.
+    title = select(Chat.title).where(Chat.id == recent.c.chat_id).scalar_subquery().label("title")
+    content = func.substr(recent.c.content, 1, WORD_CHARS).label("content")
+    return (
+        select(recent.c.id, recent.c.chat_id, recent.c.role, content, recent.c.created_at, title)
+        .where(*_postgresql_matches(recent.c.search_document, recent.c.content, filters))
+        .order_by(recent.c.owner_id.desc(), recent.c.id.desc())
+        .limit(bindparam("limit"))
+    )
 
 
 @cache
-def _postgresql_older_message_ids(filters: int) -> Select:
-    matches = _postgresql_matches("messages", filters)
-    older = select(Message.id).where(Message.id < bindparam("floor"), *matches)
-    return older.order_by(Message.id.desc()).limit(bindparam("limit"))
+def _postgresql_older_messages(filters: int) -> Select:
+    """The matches older than those, out of the GIN index alone: its entries for these
+    lexemes are the caller's only. MATERIALIZED, so that the planner never walks the id
+    index back through every user's messages looking for a rare word instead."""
+    floor = select(func.min(NEWEST_OWNED.subquery().c.id)).scalar_subquery()
+    document = literal_column("messages.search_document")
+    older = (
+        select(Message.id)
+        .where(Message.id < floor, *_postgresql_matches(document, Message.content, filters))
+        .cte("older")
+        .prefix_with("MATERIALIZED")
+    )
+    page = select(older.c.id).order_by(older.c.id.desc()).limit(bindparam("limit"))
+    return MESSAGE_HITS.where(Message.id.in_(page)).order_by(Message.id.desc())
 
 
 TITLE_HITS = select(Chat.id, Chat.title, Chat.created_at).where(Chat.owner_id == bindparam("owner_id"))
@@ -209,8 +231,17 @@ MESSAGE_HITS = (
     .join(Chat, Chat.id == Message.chat_id)
     .where(Chat.owner_id == bindparam("owner_id"))
 )
-NEWEST_MESSAGE = select(func.max(Message.id))
-MESSAGES_BY_ID = MESSAGE_HITS.where(Message.id.in_(bindparam("ids", expanding=True))).order_by(Message.id.desc())
+# The caller's newest RECENT_MESSAGES messages before the cursor, newest first. The owner
+# is a range of one, not "=": ordered by (owner_id, id), this walk is then one that only
+# ix_messages_owner_recent gives. With "=" the planner may prefer the primary key, and
+# walk back through every other user's newer messages.
+OWNER = bindparam("owner_id")
+NEWEST_OWNED = (
+    select(Message.id, Message.owner_id)
+    .where(Message.owner_id.between(OWNER, OWNER), Message.id < bindparam("before"))
+    .order_by(Message.owner_id.desc(), Message.id.desc())
+    .limit(RECENT_MESSAGES)
+)
 
 
 def _hits(
@@ -234,32 +265,16 @@ def _hits(
 
 
 def _postgresql_messages(db: Connection, params: dict, filters: int) -> Sequence[RowMapping]:
-    """The planner cannot know that a word in half of all messages may be in five of one
-    user's: it would walk the id index back through every message to find those five. So
-    it walks only the newest RECENT_IDS ids, where a common word fills a page at once, and
-    finds older matches through the GIN index alone (the words and the owner intersected)."""
-    newest = db.scalar(NEWEST_MESSAGE) or 0
-    limit = params["limit"]
-    params["floor"] = floor = max(1, min(params["before"], newest + 1) - RECENT_IDS)
     rows = db.execute(_postgresql_recent_messages(filters), params).mappings().all()
-    if len(rows) == limit or floor == 1:
+    if len(rows) == params["limit"]:
         return rows
-    for setting in ("enable_seqscan", "enable_indexscan"):
-        db.exec_driver_sql(f"SET LOCAL {setting} = off")
-    # Ids first: only the page's rows are read whole.
-    ids = db.scalars(_postgresql_older_message_ids(filters), {**params, "limit": limit - len(rows)}).all()
-    for setting in ("enable_seqscan", "enable_indexscan"):
-        db.exec_driver_sql(f"SET LOCAL {setting} TO DEFAULT")
-    return [*rows, *db.execute(MESSAGES_BY_ID, {"owner_id": params["owner_id"], "ids": ids}).mappings().all()]
+    older = db.execute(_postgresql_older_messages(filters), {**params, "limit": params["limit"] - len(rows)})
+    return [*rows, *older.mappings().all()]
 
 
 def search(db: Connection, owner_id: int, terms: Terms, limit: int, after: tuple[str, int] | None) -> SearchPage:
     """Chats whose title matches, newest first, then messages that match, newest first.
     `after` is the id of the last result of the previous page."""
-    if db.dialect.name == "postgresql":
-        # psycopg prepares a statement run often, and PostgreSQL may then plan it once for
-        # any words: the plan of a search depends on its words (how common each is).
-        db.exec_driver_sql("SET LOCAL plan_cache_mode = force_custom_plan")
     pattern = terms.pattern()
     hits: list[SearchHit] = []
     if after is None or after[0] == "c":

@@ -282,8 +282,8 @@ class Seed:
             self.paths["search"] = search_corpus.paths()
         engine = create_engine(database_url)
         with engine.begin() as connection:
-            self.add_messages(connection, self.ids["chat_50"], 50)
-            self.add_messages(connection, self.ids["chat_100k"], 100_000)
+            self.add_messages(connection, user_ids["writer"], self.ids["chat_50"], 50)
+            self.add_messages(connection, user_ids["writer"], self.ids["chat_100k"], 100_000)
             self.add_chats(connection, user_ids["owner_10k"], 10_000)
             self.add_chats(connection, user_ids["owner_100k"], 100_000)
             last = connection.execute(text("SELECT max(id) FROM messages")).scalar_one()
@@ -315,11 +315,16 @@ class Seed:
         return registered.json()["id"]
 
     @staticmethod
-    def add_messages(connection, chat_id: int, count: int) -> None:
+    def add_messages(connection, owner_id: int, chat_id: int, count: int) -> None:
         start = datetime.now(UTC) - timedelta(days=1)
         for first in range(0, count, 10_000):
             rows = [
-                {**message(i), "chat_id": chat_id, "created_at": start + timedelta(milliseconds=i)}
+                {
+                    **message(i),
+                    "chat_id": chat_id,
+                    "owner_id": owner_id,
+                    "created_at": start + timedelta(milliseconds=i),
+                }
                 for i in range(first, min(first + 10_000, count))
             ]
             connection.execute(insert(Message), rows)
@@ -350,14 +355,17 @@ class Seed:
             for name, user_id in user_ids.items()
             if name == "searcher" or name.startswith("other_")
         }
-        others = [chat for name, ids in chats.items() if name != "searcher" for chat in ids]
+        # (chat, owner) pairs
+        searchers = [(chat, user_ids["searcher"]) for chat in chats["searcher"]]
+        others = [(chat, user_ids[name]) for name, ids in chats.items() if name != "searcher" for chat in ids]
         start = datetime.now(UTC) - timedelta(days=7)
         rows = []
         for i, (mine, content) in enumerate(search_corpus.contents()):
-            chat_id = chats["searcher"][i % len(chats["searcher"])] if mine else others[i % len(others)]
+            chat_id, owner_id = searchers[i % len(searchers)] if mine else others[i % len(others)]
             role = ("user", "assistant")[i // search_corpus.SEARCHER_SHARE % 2]
+            created_at = start + timedelta(milliseconds=i)
             rows.append(
-                {"chat_id": chat_id, "role": role, "content": content, "created_at": start + timedelta(milliseconds=i)}
+                {"chat_id": chat_id, "owner_id": owner_id, "role": role, "content": content, "created_at": created_at}
             )
             if len(rows) == 10_000:
                 connection.execute(insert(Message), rows)

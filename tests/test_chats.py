@@ -257,6 +257,7 @@ def test_a_long_history_is_returned_whole_and_in_order(client: TestClient, alice
     rows = [
         {
             "chat_id": chat_id,
+            "owner_id": alice.id,
             "role": ROLES[i % 3],
             "content": f"message {i} 💬",
             "created_at": start + timedelta(seconds=i),

@@ -1,4 +1,5 @@
-"""Nothing is lost: several workers appending at once, and a server killed mid-stream."""
+"""Nothing is lost: several workers appending at once, a server killed mid-stream, and
+the database closing the service's connections."""
 
 import os
 import signal
@@ -8,9 +9,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, select, text
 
-from conftest import PASSWORD, SERVER_URL
+from conftest import PASSWORD, SERVER_URL, Account
+from database import engine as database_engine
 from models import Message
 from server import PYTHON, free_port, running, server_env
 
@@ -132,3 +136,33 @@ def _listening_inode(port: int) -> str:
                 if int(fields[1].split(":")[1], 16) == port and fields[3] == "0A":
                     return fields[9]
     raise AssertionError(f"nothing listens on {port}")
+
+
+@pytest.mark.skipif(not SERVER_URL, reason="PostgreSQL: a server that closes the service's connections")
+def test_requests_go_on_after_the_database_closes_every_connection(client: TestClient, alice: Account) -> None:
+    chat = client.post("/v1/chats/", json={"title": "Before the restart"}, headers=alice.headers).json()
+    for _ in range(2):
+        # As after a restart of PostgreSQL: every pooled connection is gone.
+        with database_engine.connect() as connection:
+            closed = connection.execute(
+                text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            ).scalar()
+        assert closed >= 1
+        assert client.get("/v1/auth/me", headers=alice.headers).status_code == 200
+        # The write after it, on a connection closed in the meantime, is stored once.
+        with database_engine.connect() as connection:
+            connection.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            )
+        added = client.post(
+            f"/v1/chats/{chat['id']}/message", json={"role": "user", "content": "still here"}, headers=alice.headers
+        )
+        assert added.status_code == 201, added.text
+    messages = client.get(f"/v1/chats/{chat['id']}/messages", headers=alice.headers).json()["data"]
+    assert [m["content"] for m in messages] == ["still here", "still here"]

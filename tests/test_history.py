@@ -491,7 +491,10 @@ def test_a_long_chat_exports_whole_in_every_format(client: TestClient, alice: Ac
     with engine.begin() as connection:
         connection.execute(
             insert(Message),
-            [{"chat_id": chat_id, "role": "user", "content": f"line {i} ✓", "created_at": now} for i in range(count)],
+            [
+                {"chat_id": chat_id, "owner_id": alice.id, "role": "user", "content": f"line {i} ✓", "created_at": now}
+                for i in range(count)
+            ],
         )
     texts = [f"line {i} ✓" for i in range(count)]
     response = client.get(f"/v1/chats/{chat_id}/export", headers=alice.headers)

@@ -7,7 +7,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import delete, text
 
-from conftest import Account
+from conftest import SERVER_URL, Account
 from database import engine
 from models import User
 
@@ -265,3 +265,40 @@ def test_finds_my_few_old_matches_under_many_newer_of_another_user(
     first = search(client, alice, "aardvark", limit=1)
     assert [hit["id"] for hit in first["data"]] == [f"m{mine[2]}"] and first["has_more"]
     assert found(client, alice, "aardvark dawn") == [f"m{mine[0]}"]
+
+
+def test_finds_my_old_matches_under_more_than_a_thousand_of_my_own_newer_messages(
+    client: TestClient, alice: Account
+) -> None:
+    # PostgreSQL reads the caller's newest thousand messages one by one, then the index.
+    _, (old,) = new_chat(client, alice, "Old notes", "a pangolin at dusk")
+    chat_id, _ = new_chat(client, alice, "Newer notes")
+    for _ in range(2):
+        batch = [{"role": "user", "content": f"note {i}"} for i in range(600)]
+        created = client.post(f"/v1/chats/{chat_id}/messages", json={"messages": batch}, headers=alice.headers)
+        assert created.status_code == 201
+    _, (new,) = new_chat(client, alice, "Newest", "another pangolin")
+    assert found(client, alice, "pangolin") == [f"m{new}", f"m{old}"]
+    assert found(client, alice, "dusk") == [f"m{old}"]
+    assert found(client, alice, "pango*") == [f"m{new}", f"m{old}"]
+    page = search(client, alice, "pangolin", limit=1)
+    assert [hit["id"] for hit in page["data"]] == [f"m{new}"] and page["has_more"]
+    assert [hit["id"] for hit in search(client, alice, "pangolin", after=page["last_id"])["data"]] == [f"m{old}"]
+
+
+def test_a_message_of_thirty_thousand_different_words_is_stored_and_found(client: TestClient, alice: Account) -> None:
+    words = [chr(0x4E00 + i // 150) + chr(0x4E00 + i % 150) for i in range(30_000)]
+    _, (message,) = new_chat(client, alice, "Many words", " ".join(words) + " wombat")
+    assert found(client, alice, words[0]) == [f"m{message}"]
+    assert found(client, alice, "wombat") == [f"m{message}"]
+
+
+@pytest.mark.skipif(not SERVER_URL, reason="PostgreSQL's tsvector size limit")
+def test_a_document_too_big_for_a_tsvector_is_made_of_less_of_the_text() -> None:
+    # 42,000 different words, each with an owner prefix of 19 characters: over 1 MB.
+    body = " ".join(chr(0x20000 + i) for i in range(42_000))
+    with engine.connect() as connection:
+        lexemes = connection.execute(
+            text("SELECT length(search_document(:body, :owner))"), {"body": body, "owner": 10**18}
+        )
+        assert 0 < lexemes.scalar() < 42_000

@@ -88,23 +88,26 @@ def _sqlite_downgrade() -> None:
             op.execute(f"DROP TABLE {fts}")
 
 
+# Punctuation becomes a space first, so that "example.com" or "a/b" index the words
+# a query names ("example", "com"), as unicode61 does on SQLite.
+DOCUMENT_FUNCTION = f"""
+CREATE FUNCTION search_document(body text, owner_id bigint) RETURNS tsvector
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT to_tsvector('simple', regexp_replace(left(body, {WORD_CHARS}), '[^[:alnum:]]+', ' ', 'g'))
+        || array_to_tsvector(ARRAY['owner=' || owner_id])
+        || array_to_tsvector(ARRAY(
+            SELECT DISTINCT substr(run[1], i, width)
+            FROM regexp_matches(left(body, {CJK_CHARS}), '{CJK_REGEX}', 'g') AS run,
+                 generate_series(1, char_length(run[1])) AS i,
+                 (VALUES (1), (2)) AS widths(width)
+            WHERE i + width - 1 <= char_length(run[1])
+        ))
+$$
+"""
+
+
 def _postgresql_upgrade() -> None:
-    # Punctuation becomes a space first, so that "example.com" or "a/b" index the words
-    # a query names ("example", "com"), as unicode61 does on SQLite.
-    op.execute(f"""
-        CREATE FUNCTION search_document(body text, owner_id bigint) RETURNS tsvector
-        LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-            SELECT to_tsvector('simple', regexp_replace(left(body, {WORD_CHARS}), '[^[:alnum:]]+', ' ', 'g'))
-                || array_to_tsvector(ARRAY['owner=' || owner_id])
-                || array_to_tsvector(ARRAY(
-                    SELECT DISTINCT substr(run[1], i, width)
-                    FROM regexp_matches(left(body, {CJK_CHARS}), '{CJK_REGEX}', 'g') AS run,
-                         generate_series(1, char_length(run[1])) AS i,
-                         (VALUES (1), (2)) AS widths(width)
-                    WHERE i + width - 1 <= char_length(run[1])
-                ))
-        $$
-    """)
+    op.execute(DOCUMENT_FUNCTION)
     for table, column, owner in SOURCES:
         op.execute(f"ALTER TABLE {table} ADD COLUMN search_document tsvector")
         op.execute(f"UPDATE {table} SET search_document = search_document({column}, {owner.format(row=table)})")
