@@ -1,5 +1,6 @@
-"""Full-text search over a user's chat titles and messages, on the index that migration
-0003 builds and its triggers keep current (FTS5 on SQLite, tsvector and GIN on PostgreSQL).
+"""Full-text search over a user's chat titles and messages, on the index that migrations
+0003 and 0005 build and their triggers keep current (FTS5 on SQLite, tsvector and GIN on
+PostgreSQL).
 
 A query is parsed here into plain words, never handed to the database's own query
 language, so no input can be a syntax error there. Words match whole words, any case;
@@ -24,6 +25,7 @@ from sqlalchemy import (
     literal_column,
     select,
     table,
+    text,
 )
 from sqlalchemy.dialects.postgresql import TSQUERY
 
@@ -37,6 +39,7 @@ CJK_CHARS = 20_000
 
 MAX_TERMS = 16
 MIN_PREFIX = 3  # a shorter prefix would match a large part of the vocabulary
+MAX_PREFIX_WORDS = 64  # SQLite: more words than that, and the prefix is left to FTS5
 SNIPPET_CHARS = 160
 RECENT_MESSAGES = 1_000  # PostgreSQL: how many of the caller's newest messages a search reads one by one
 
@@ -127,11 +130,24 @@ def _fts5_phrase(words: tuple[str, ...] | str, prefix: bool = False) -> str:
     return f'body : "{text}"' + (" *" if prefix else "")
 
 
-def _sqlite_match(owner_id: int, terms: Terms) -> tuple[str, str, list[str]]:
+def _fts5_prefix(db: Connection, source: str, prefix: str) -> str:
+    """`prefix *`, or for messages the words of the index that begin with it: FTS5 reads
+    their lists lazily, newest first, where `prefix *` merges every user's whole lists
+    before the first result (six times as long for `migrat*` over 1,000,000 messages)."""
+    if source == "messages":
+        following = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        bounds = {"prefix": prefix, "following": following, "most": MAX_PREFIX_WORDS + 1}
+        words = db.scalars(WORDS_OF_PREFIX, bounds).all()
+        if 0 < len(words) <= MAX_PREFIX_WORDS:
+            return "body : (" + " OR ".join(f'"{word}"' for word in words) + ")"
+    return _fts5_phrase(prefix, prefix=True)
+
+
+def _sqlite_match(db: Connection, source: str, owner_id: int, terms: Terms) -> tuple[str, str, list[str]]:
     """The FTS5 table suffix, its MATCH expression, and the CJK terms left to filter by."""
     if terms.phrases or terms.prefixes:
         parts = [_fts5_phrase(phrase) for phrase in terms.phrases]
-        parts += [_fts5_phrase(prefix, prefix=True) for prefix in terms.prefixes]
+        parts += [_fts5_prefix(db, source, prefix) for prefix in terms.prefixes]
         return "", " AND ".join([f'owner : "{owner_id}"', *parts]), list(terms.cjk)
     # The trigram index finds substrings of three characters or more; shorter ones are
     # looked for in the caller's texts that have CJK characters, newest first.
@@ -151,6 +167,12 @@ def _sqlite_search(source: str, suffix: str, filters: int) -> Select:
         .order_by(index.c.rowid.desc())
         .limit(bindparam("limit"))
     )
+
+
+# The index's words in a range (migration 0005's fts5vocab table over search_messages).
+WORDS_OF_PREFIX = text(
+    "SELECT term FROM search_messages_words WHERE term >= :prefix AND term < :following ORDER BY term LIMIT :most"
+)
 
 
 # --- PostgreSQL: one tsvector per row, every lexeme prefixed with the row's owner ("42:okapi")
@@ -250,7 +272,7 @@ def _hits(
     params = {"owner_id": owner_id, "before": MAX_ID if before is None else before, "limit": limit}
     sqlite = db.dialect.name == "sqlite"
     if sqlite:
-        suffix, params["match"], filters = _sqlite_match(owner_id, terms)
+        suffix, params["match"], filters = _sqlite_match(db, source, owner_id, terms)
     else:
         params["tsquery"] = _tsquery(owner_id, terms)
         filters = [term for term in terms.cjk if len(term) > 2]

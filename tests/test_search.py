@@ -302,3 +302,10 @@ def test_a_document_too_big_for_a_tsvector_is_made_of_less_of_the_text() -> None
             text("SELECT length(search_document(:body, :owner))"), {"body": body, "owner": 10**18}
         )
         assert 0 < lexemes.scalar() < 42_000
+
+
+def test_a_prefix_of_more_words_than_are_spelled_out_finds_them_all(client: TestClient, alice: Account) -> None:
+    # SQLite spells a prefix out as the index's words beginning with it, up to 64 of them.
+    _, ids = new_chat(client, alice, "Prefixes", *[f"kiwi{i}fruit" for i in range(70)])
+    assert found(client, alice, "kiwi*") == [f"m{message}" for message in reversed(ids)]
+    assert found(client, alice, "kiwi69*") == [f"m{ids[69]}"]

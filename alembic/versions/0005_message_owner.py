@@ -60,9 +60,12 @@ def _sqlite_upgrade() -> None:
         )
         batch_op.create_index("ix_messages_owner_recent", ["owner_id", "id"])
     _sqlite_search_triggers("{row}.owner_id")
+    # The words of the message index, read by search.py to turn a prefix into words.
+    op.execute("CREATE VIRTUAL TABLE search_messages_words USING fts5vocab(search_messages, row)")
 
 
 def _sqlite_downgrade() -> None:
+    op.execute("DROP TABLE search_messages_words")
     with op.batch_alter_table("messages") as batch_op:
         batch_op.drop_index("ix_messages_owner_recent")
         batch_op.drop_constraint("fk_messages_owner_id_users", type_="foreignkey")
