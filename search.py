@@ -118,10 +118,6 @@ def _contains(text: ColumnElement[str], count: int, position: Callable) -> list[
     return [position(text, bindparam(f"term{i}", type_=String)) > 0 for i in range(count)]
 
 
-def _columns(source: str) -> tuple[Select, ColumnElement[int], ColumnElement[str]]:
-    return (TITLE_HITS, Chat.id, Chat.title) if source == "chats" else (MESSAGE_HITS, Message.id, Message.content)
-
-
 # --- SQLite: a unicode61 index for words, a trigram index for rows with CJK characters
 
 
@@ -157,7 +153,9 @@ def _sqlite_match(db: Connection, source: str, owner_id: int, terms: Terms) -> t
 
 @cache
 def _sqlite_search(source: str, suffix: str, filters: int) -> Select:
-    query, key, text = _columns(source)
+    query, key, text = (
+        (TITLE_HITS, Chat.id, Chat.title) if source == "chats" else (MESSAGE_HITS, Message.id, Message.content)
+    )
     index = table(f"search_{source}{suffix}", column("rowid"))
     # The cursor bounds the index's rowid, not the table's id: FTS5 then starts its walk there.
     return (

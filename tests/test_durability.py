@@ -138,28 +138,25 @@ def _listening_inode(port: int) -> str:
     raise AssertionError(f"nothing listens on {port}")
 
 
+def close_every_other_connection() -> int:
+    with database_engine.connect() as connection:
+        return connection.execute(
+            text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        ).scalar_one()
+
+
 @pytest.mark.skipif(not SERVER_URL, reason="PostgreSQL: a server that closes the service's connections")
 def test_requests_go_on_after_the_database_closes_every_connection(client: TestClient, alice: Account) -> None:
     chat = client.post("/v1/chats/", json={"title": "Before the restart"}, headers=alice.headers).json()
     for _ in range(2):
         # As after a restart of PostgreSQL: every pooled connection is gone.
-        with database_engine.connect() as connection:
-            closed = connection.execute(
-                text(
-                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-                )
-            ).scalar()
-        assert closed >= 1
+        assert close_every_other_connection() >= 1
         assert client.get("/v1/auth/me", headers=alice.headers).status_code == 200
         # The write after it, on a connection closed in the meantime, is stored once.
-        with database_engine.connect() as connection:
-            connection.execute(
-                text(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-                )
-            )
+        close_every_other_connection()
         added = client.post(
             f"/v1/chats/{chat['id']}/message", json={"role": "user", "content": "still here"}, headers=alice.headers
         )

@@ -32,7 +32,9 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 Id = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
-CHATS_OWNER = "(SELECT owner_id FROM chats WHERE chats.id = messages.chat_id)"
+# A message's owner as SQL over `row`: read from its chat (as 0003 does), then from the row.
+CHATS_OWNER = "(SELECT owner_id FROM chats WHERE id = {row}.chat_id)"
+ROW_OWNER = "{row}.owner_id"
 MAX_LEXEME_BYTES = 2_000
 MAX_DOCUMENT_BYTES = 1_000_000  # tsvector's limit is 1,048,575
 
@@ -52,14 +54,14 @@ def _sqlite_upgrade() -> None:
     op.execute("DROP TRIGGER search_chats_delete_messages")
     with op.batch_alter_table("messages") as batch_op:
         batch_op.add_column(sa.Column("owner_id", Id, nullable=True))
-    op.execute(f"UPDATE messages SET owner_id = {CHATS_OWNER}")
+    op.execute(f"UPDATE messages SET owner_id = {CHATS_OWNER.format(row='messages')}")
     with op.batch_alter_table("messages") as batch_op:
         batch_op.alter_column("owner_id", existing_type=Id, nullable=False)
         batch_op.create_foreign_key(
             batch_op.f("fk_messages_owner_id_users"), "users", ["owner_id"], ["id"], ondelete="CASCADE"
         )
         batch_op.create_index("ix_messages_owner_recent", ["owner_id", "id"])
-    _sqlite_search_triggers("{row}.owner_id")
+    _sqlite_search_triggers(ROW_OWNER)
     # The words of the message index, read by search.py to turn a prefix into words.
     op.execute("CREATE VIRTUAL TABLE search_messages_words USING fts5vocab(search_messages, row)")
 
@@ -70,11 +72,22 @@ def _sqlite_downgrade() -> None:
         batch_op.drop_index("ix_messages_owner_recent")
         batch_op.drop_constraint("fk_messages_owner_id_users", type_="foreignkey")
         batch_op.drop_column("owner_id")
-    _sqlite_search_triggers("(SELECT owner_id FROM chats WHERE id = {row}.chat_id)")
+    _sqlite_search_triggers(CHATS_OWNER)
     op.execute(
         "CREATE TRIGGER search_chats_delete_messages BEFORE DELETE ON chats "
         "BEGIN DELETE FROM messages WHERE chat_id = old.id; END"
     )
+
+
+def _postgresql_messages_trigger(owner: str) -> None:
+    op.execute(f"""
+        CREATE OR REPLACE FUNCTION search_messages_document() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            NEW.search_document := search_document(NEW.content, {owner.format(row="NEW")});
+            RETURN NEW;
+        END
+        $$
+    """)
 
 
 def _postgresql_upgrade() -> None:
@@ -107,7 +120,7 @@ def _postgresql_upgrade() -> None:
         $$
     """)
     op.add_column("messages", sa.Column("owner_id", Id, nullable=True))
-    op.execute(f"UPDATE messages SET owner_id = {CHATS_OWNER}")
+    op.execute(f"UPDATE messages SET owner_id = {CHATS_OWNER.format(row='messages')}")
     op.execute("UPDATE messages SET search_document = search_document(content, owner_id)")
     op.execute("UPDATE chats SET search_document = search_document(title, owner_id)")
     op.alter_column("messages", "owner_id", existing_type=Id, nullable=False)
@@ -115,14 +128,7 @@ def _postgresql_upgrade() -> None:
         op.f("fk_messages_owner_id_users"), "messages", "users", ["owner_id"], ["id"], ondelete="CASCADE"
     )
     op.create_index("ix_messages_owner_recent", "messages", ["owner_id", "id"])
-    op.execute("""
-        CREATE OR REPLACE FUNCTION search_messages_document() RETURNS trigger LANGUAGE plpgsql AS $$
-        BEGIN
-            NEW.search_document := search_document(NEW.content, NEW.owner_id);
-            RETURN NEW;
-        END
-        $$
-    """)
+    _postgresql_messages_trigger(ROW_OWNER)
     # Without a pending list: a search would read all of it, and between two vacuums it
     # holds up to 4 MB of entries. Each insert updates the index itself instead.
     for table in ("messages", "chats"):
@@ -133,14 +139,7 @@ def _postgresql_downgrade() -> None:
     search = _search_0003()
     for table in ("messages", "chats"):
         op.execute(f"DROP INDEX ix_search_{table}")
-    op.execute(f"""
-        CREATE OR REPLACE FUNCTION search_messages_document() RETURNS trigger LANGUAGE plpgsql AS $$
-        BEGIN
-            NEW.search_document := search_document(NEW.content, {CHATS_OWNER.replace("messages.", "NEW.")});
-            RETURN NEW;
-        END
-        $$
-    """)
+    _postgresql_messages_trigger(CHATS_OWNER)
     op.drop_index("ix_messages_owner_recent", table_name="messages")
     op.drop_constraint("fk_messages_owner_id_users", "messages", type_="foreignkey")
     op.drop_column("messages", "owner_id")
