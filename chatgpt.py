@@ -12,16 +12,15 @@ from typing import BinaryIO
 
 import ijson
 
+from service import rules
+
 # The conversations of an export: conversations.json, or, in newer exports, conversations-000.json,
 # conversations-001.json, ... (in whichever folder of the ZIP).
 CONVERSATION_FILE = re.compile(r"(?:^|/)conversations(?:-(\d+))?\.json$")
-ROLES = frozenset({"system", "user", "assistant"})
+ROLES = frozenset(rules.ROLES)
 # Content types whose text is the message; the others (code run by a tool, its output,
 # browsing, reasoning, custom instructions...) are the machinery around the conversation.
 TEXT_TYPES = frozenset({"text", "multimodal_text"})
-MAX_TITLE = 200
-UNTITLED = "Untitled chat"
-MAX_NAME, MAX_MODEL, MAX_SOURCE_ID = 64, 100, 512
 # What zipfile and its decompressors raise on a damaged archive (a corrupt offset, for
 # one, is a ValueError from seek; an unknown method or version, NotImplementedError).
 DAMAGED_ZIP = (
@@ -161,9 +160,9 @@ def conversation(item: object, where: str) -> ImportedConversation:
     title = item.get("title")
     if title is not None and not isinstance(title, str):
         raise ExportFormatError(f"{where}: `title` must be a string")
-    title = storable(title or "", f"{where}: `title`").strip()[:MAX_TITLE].strip() or UNTITLED
+    title = storable(title or "", f"{where}: `title`").strip()[: rules.TITLE_MAX].strip() or rules.UNTITLED
     source_id = item.get("conversation_id") or item.get("id")
-    if not (isinstance(source_id, str) and 0 < len(source_id) <= MAX_SOURCE_ID and "\x00" not in source_id):
+    if not (isinstance(source_id, str) and 0 < len(source_id) <= rules.SOURCE_ID_MAX and "\x00" not in source_id):
         source_id = None
     imported = ImportedConversation(title, timestamp(item.get("create_time"), f"{where}: `create_time`"), source_id)
     for node_id, node in current_path(mapping, item.get("current_node"), where):
@@ -232,21 +231,17 @@ def kept_message(message: object, where: str) -> ImportedMessage | None:
     return ImportedMessage(
         role=author["role"],
         content=text,
-        name=name if isinstance(name, str) and 0 < len(name) <= MAX_NAME and "\x00" not in name else None,
-        model=model if isinstance(model, str) and 0 < len(model) <= MAX_MODEL and "\x00" not in model else None,
+        name=name if isinstance(name, str) and 0 < len(name) <= rules.NAME_MAX and "\x00" not in name else None,
+        model=model if isinstance(model, str) and 0 < len(model) <= rules.MODEL_MAX and "\x00" not in model else None,
         created_at=timestamp(message.get("create_time"), f"{where}: `create_time`"),
     )
 
 
 def storable(text: str, where: str) -> str:
-    # The same rule as a message sent to the API (schemas.py): what no database can keep is refused.
-    if "\x00" in text:
-        raise ExportFormatError(f"{where} contains a NUL character")
     try:
-        text.encode()
-    except UnicodeEncodeError:
-        raise ExportFormatError(f"{where} is not valid Unicode (a lone surrogate)") from None
-    return text
+        return rules.storable(text)
+    except ValueError as error:
+        raise ExportFormatError(f"{where} {error}") from None
 
 
 def timestamp(value: object, where: str) -> datetime | None:

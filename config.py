@@ -1,4 +1,5 @@
-"""Settings, read once from the environment and `.env`; nothing else reads os.environ."""
+"""Settings, read from the environment and `.env` when the app is built (main.create_app);
+nothing else reads os.environ."""
 
 import os
 import secrets
@@ -16,7 +17,8 @@ RateLimit = Annotated[str, Field(pattern=r"^[1-9][0-9]{0,8}/(second|minute|hour|
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+    # An invalid setting is named in the error, its value never shown (it can be a secret).
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", hide_input_in_errors=True)
 
     database_url: str = "sqlite:///./chat.db"
     secret_key: str = ""
@@ -41,10 +43,16 @@ class Settings(BaseSettings):
     reload: bool = True
     migrate_on_start: bool = True
     cors_origins: Annotated[list[str], NoDecode] = []
+    # Proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (addresses or
+    # networks, comma-separated); empty: the client is the TCP peer.
+    trusted_proxies: Annotated[list[str], NoDecode] = []
 
     max_body_bytes: int = Field(default=2 * MiB, ge=1024)
+    # A request's line and headers together; an access token alone.
+    max_head_bytes: int = Field(default=32 * 1024, ge=4096)
+    max_token_bytes: int = Field(default=4096, ge=512)
     max_content_bytes: int = Field(default=1 * MiB, ge=1)
-    # A ChatGPT export: the upload, and what its conversations unpack to.
+    # An export: the upload, and what its conversations unpack to.
     max_import_bytes: int = Field(default=200 * MiB, ge=1024)
     # Connections each worker keeps open to PostgreSQL; SQLite work runs inline on the
     # event loop and needs one.
@@ -57,11 +65,11 @@ class Settings(BaseSettings):
     argon2_time_cost: int = Field(default=2, ge=1)
     argon2_parallelism: int = Field(default=1, ge=1)
 
-    @field_validator("cors_origins", mode="before")
+    @field_validator("cors_origins", "trusted_proxies", mode="before")
     @classmethod
-    def split_origins(cls, value: object) -> object:
+    def split_list(cls, value: object) -> object:
         if isinstance(value, str):
-            return [origin.strip() for origin in value.split(",") if origin.strip()]
+            return [item.strip() for item in value.split(",") if item.strip()]
         return value
 
     @model_validator(mode="after")
@@ -105,6 +113,3 @@ def _stored_key(path: Path) -> str:
         finally:
             temporary.unlink()
     return path.read_text().strip()
-
-
-settings = Settings()

@@ -11,17 +11,17 @@ and no request pays for a hop to a thread and back.
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import anyio
 from alembic.config import Config
-from fastapi import Depends
+from fastapi import Request
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from alembic import command
-from config import settings
+from config import Settings
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -31,16 +31,21 @@ ALEMBIC_INI = Path(__file__).with_name("alembic.ini")
 
 
 def _json_loads(text: str | bytes) -> Any:
-    # Most metadata is empty; json.loads would cost a tenth of reading a page of messages.
+    # Most metadata is empty, and json.loads is a noticeable part of reading a page.
     return {} if text == "{}" or text == b"{}" else json.loads(text)
 
 
-def _sqlite_engine(url: str) -> Engine:
+def _sqlite_engine(settings: Settings) -> Engine:
     # Inline work shares one connection (see Database), used only from the event loop's
     # thread; the pool's others serve migrations and scripts.
     engine = create_engine(
-        url, pool_size=1, max_overflow=8, connect_args={"check_same_thread": False}, json_deserializer=_json_loads
+        settings.database_url,
+        pool_size=1,
+        max_overflow=8,
+        connect_args={"check_same_thread": False},
+        json_deserializer=_json_loads,
     )
+    synchronous = settings.sqlite_synchronous
 
     @event.listens_for(engine, "connect")
     def configure(dbapi_connection: Any, _record: Any) -> None:
@@ -48,54 +53,61 @@ def _sqlite_engine(url: str) -> Engine:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute(f"PRAGMA synchronous={settings.sqlite_synchronous}")
+        cursor.execute(f"PRAGMA synchronous={synchronous}")
         cursor.execute("PRAGMA busy_timeout=10000")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 
     @event.listens_for(engine, "begin")
-    def begin(connection: Connection) -> None:
+    def begin(conn: Connection) -> None:
         # A writer takes the write lock up front: a deferred transaction that read first
         # could not wait for the lock and would fail with "database is locked".
-        write = connection.get_execution_options().get("write", False)
-        connection.connection.driver_connection.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+        write = conn.get_execution_options().get("write", False)
+        conn.connection.driver_connection.execute("BEGIN IMMEDIATE" if write else "BEGIN")
 
     return engine
 
 
-def _make_engine(url: str) -> Engine:
+def make_engine(settings: Settings) -> Engine:
     if settings.is_sqlite:
-        return _sqlite_engine(url)
+        return _sqlite_engine(settings)
     return create_engine(
-        url, pool_size=settings.db_pool_size, max_overflow=0, pool_pre_ping=True, json_deserializer=_json_loads
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        max_overflow=0,
+        pool_pre_ping=True,
+        json_deserializer=_json_loads,
     )
 
 
 class Database:
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self.inline = engine.dialect.name == "sqlite"
+    """One app's database: its engine and the runner of its transactions."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.engine = make_engine(settings)
+        self.pool_size = settings.db_pool_size
+        self.inline = self.engine.dialect.name == "sqlite"
         self._inline_connection: Connection | None = None
         # PostgreSQL: connections belong to the event loop that opened them, so the pool
         # is made on first use and closed with the app (`close`).
         self._pooled: AsyncEngine | None = None
         self._reader: AsyncEngine | None = None
-        self.connections = anyio.CapacityLimiter(settings.db_pool_size)
+        self.connections = anyio.CapacityLimiter(self.pool_size)
 
     async def read(self, work: Work[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        return await self._run(False, lambda connection: work(connection, *args, **kwargs))
+        return await self._run(False, lambda conn: work(conn, *args, **kwargs))
 
     async def write(self, work: Work[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        return await self._run(True, lambda connection: work(connection, *args, **kwargs))
+        return await self._run(True, lambda conn: work(conn, *args, **kwargs))
 
     async def _run(self, write: bool, work: Callable[[Connection], T]) -> T:
         if self.inline:
             # Inline transactions never overlap (each runs to its end without yielding
             # to the loop), so one long-lived connection serves them all.
-            connection = self._inline_connection
-            if connection is None or connection.closed or connection.invalidated:
-                connection = self._inline_connection = self.engine.connect()
-            return self.transaction(connection, write, work)
+            conn = self._inline_connection
+            if conn is None or conn.closed or conn.invalidated:
+                conn = self._inline_connection = self.engine.connect()
+            return self.transaction(conn, write, work)
         try:
             return await self._pooled_transaction(write, work)
         except DBAPIError as error:
@@ -110,43 +122,42 @@ class Database:
 
     async def _pooled_transaction(self, write: bool, work: Callable[[Connection], T]) -> T:
         if self._pooled is None:
-            url, pool_size = self.engine.url, settings.db_pool_size
-            self._pooled = create_async_engine(url, pool_size=pool_size, max_overflow=0, json_deserializer=_json_loads)
+            url = self.engine.url
+            self._pooled = create_async_engine(
+                url, pool_size=self.pool_size, max_overflow=0, json_deserializer=_json_loads
+            )
             # Under READ COMMITTED every statement of a read-only transaction takes its
             # own snapshot anyway: BEGIN and COMMIT around a read would be two round
             # trips that change nothing it sees.
             self._reader = self._pooled.execution_options(isolation_level="AUTOCOMMIT")
         # The limiter queues transactions first come, first served; the pool's own queue
         # lets a newcomer take a connection a waiter was woken for, which starves some.
-        async with self.connections, (self._pooled if write else self._reader).connect() as connection:
-            return await connection.run_sync(self.transaction, write, work)
+        async with self.connections, (self._pooled if write else self._reader).connect() as conn:
+            return await conn.run_sync(self.transaction, write, work)
 
     async def close(self) -> None:
         if self._pooled is not None:
             await self._pooled.dispose()
             self._pooled = self._reader = None
+        if self._inline_connection is not None:
+            self._inline_connection.close()
+            self._inline_connection = None
+        self.engine.dispose()
 
     @staticmethod
-    def transaction(connection: Connection, write: bool, work: Callable[[Connection], T]) -> T:
+    def transaction(conn: Connection, write: bool, work: Callable[[Connection], T]) -> T:
         """Runs `work` in one transaction: committed if it returns, rolled back if it raises."""
-        connection.execution_options(write=write)
-        with connection.begin():
-            return work(connection)
+        conn.execution_options(write=write)
+        with conn.begin():
+            return work(conn)
+
+    def migrate(self) -> None:
+        """Brings the schema to head; env.py serialises concurrent runs with a database lock."""
+        config = Config(str(ALEMBIC_INI))
+        config.set_main_option("script_location", str(ALEMBIC_INI.with_name("alembic")))
+        config.attributes["engine"] = self.engine
+        command.upgrade(config, "head")
 
 
-engine = _make_engine(settings.database_url)
-database = Database(engine)
-
-
-async def get_db() -> Database:
-    return database
-
-
-DatabaseDep = Annotated[Database, Depends(get_db)]
-
-
-def migrate() -> None:
-    """Brings the schema to head; env.py serialises concurrent runs with a database lock."""
-    config = Config(str(ALEMBIC_INI))
-    config.set_main_option("script_location", str(ALEMBIC_INI.with_name("alembic")))
-    command.upgrade(config, "head")
+async def get_db(request: Request) -> Database:
+    return request.app.state.database

@@ -17,8 +17,10 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.sql import false
+
+from service.rules import EMAIL_MAX, MODEL_MAX, NAME_MAX, ROLES, TITLE_MAX, USERNAME_MAX
 
 # 64-bit ids on PostgreSQL; SQLite's INTEGER PRIMARY KEY is already 64-bit (the rowid).
 Id = BigInteger().with_variant(Integer(), "sqlite")
@@ -37,9 +39,6 @@ class Timestamp(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-ROLES = ("system", "user", "assistant")
-
-
 class Base(DeclarativeBase):
     metadata = MetaData(
         naming_convention={
@@ -56,16 +55,12 @@ class User(Base):
     __tablename__ = "users"
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
-    email: Mapped[str] = mapped_column(String(320), unique=True)
-    username: Mapped[str] = mapped_column(String(50), unique=True)
+    email: Mapped[str] = mapped_column(String(EMAIL_MAX), unique=True)
+    username: Mapped[str] = mapped_column(String(USERNAME_MAX), unique=True)
     hashed_password: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(Timestamp())
     # Access tokens name the generation they were issued in; bumping it revokes them all.
     token_generation: Mapped[int] = mapped_column(BigInteger, server_default="0")
-
-    chats: Mapped[list["Chat"]] = relationship(
-        back_populates="owner", cascade="all, delete-orphan", passive_deletes=True
-    )
 
 
 # Client-defined string pairs. JSON, not JSONB: it keeps the client's text as sent.
@@ -83,17 +78,12 @@ class Chat(Base):
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
-    title: Mapped[str] = mapped_column(String(200))
+    title: Mapped[str] = mapped_column(String(TITLE_MAX))
     pinned: Mapped[bool] = mapped_column(Boolean, server_default=false())
     archived: Mapped[bool] = mapped_column(Boolean, server_default=false())
     meta: Mapped[dict[str, str]] = mapped_column("metadata", Metadata, server_default="{}")
     created_at: Mapped[datetime] = mapped_column(Timestamp())
     updated_at: Mapped[datetime] = mapped_column(Timestamp())
-
-    owner: Mapped[User] = relationship(back_populates="chats")
-    messages: Mapped[list["Message"]] = relationship(
-        back_populates="chat", cascade="all, delete-orphan", passive_deletes=True
-    )
 
 
 class Message(Base):
@@ -112,12 +102,10 @@ class Message(Base):
     owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     role: Mapped[str] = mapped_column(String(16))
     content: Mapped[str] = mapped_column(Text)
-    name: Mapped[str | None] = mapped_column(String(64))
-    model: Mapped[str | None] = mapped_column(String(100))
+    name: Mapped[str | None] = mapped_column(String(NAME_MAX))
+    model: Mapped[str | None] = mapped_column(String(MODEL_MAX))
     meta: Mapped[dict[str, str]] = mapped_column("metadata", Metadata, server_default="{}")
     created_at: Mapped[datetime] = mapped_column(Timestamp())
-
-    chat: Mapped[Chat] = relationship(back_populates="messages")
 
 
 class IdempotencyKey(Base):
@@ -144,3 +132,14 @@ class AuthSession(Base):
     token_hash: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(Timestamp())
     expires_at: Mapped[datetime] = mapped_column(Timestamp())
+
+
+class SpentRefreshToken(Base):
+    """A refresh secret that was issued for a session and has since been rotated away:
+    presenting it again is reuse, which ends the session. A secret never issued is not
+    here, so guessing one changes nothing."""
+
+    __tablename__ = "spent_refresh_tokens"
+
+    session_id: Mapped[str] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"), primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)

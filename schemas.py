@@ -1,46 +1,55 @@
 """Request and response bodies: strict at the boundary, so bad input never reaches the database."""
 
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, RootModel, StringConstraints
+from annotated_types import Ge, Le
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    EmailStr,
+    Field,
+    RootModel,
+    StringConstraints,
+)
 
-from config import settings
-
-
-def _storable(text: str) -> str:
-    # PostgreSQL cannot store NUL in text and no database can store a lone surrogate:
-    # refusing both here keeps every backend alike.
-    if "\x00" in text:
-        raise ValueError("must not contain NUL characters")
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        raise ValueError("must be valid Unicode (no lone surrogates)") from None
-    return text
+from service import rules
 
 
 def _content(text: str) -> str:
-    if len(_storable(text).encode()) > settings.max_content_bytes:
-        raise ValueError(f"must be at most {settings.max_content_bytes} bytes of UTF-8")
+    limit = rules.content_limit.get()
+    if len(rules.storable(text).encode()) > limit:
+        raise ValueError(f"must be at most {limit} bytes of UTF-8")
     return text
 
 
-Username = Annotated[str, StringConstraints(min_length=3, max_length=50, pattern=r"^[A-Za-z0-9_.-]+$")]
-Password = Annotated[str, StringConstraints(min_length=8, max_length=128), AfterValidator(_storable)]
-Title = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), AfterValidator(_storable)
-]
-Content = Annotated[str, AfterValidator(_content)]
-Role = Literal["system", "user", "assistant"]
-Name = Annotated[str, StringConstraints(max_length=64), AfterValidator(_storable)]
-ModelName = Annotated[str, StringConstraints(max_length=100), AfterValidator(_storable)]
-MetadataKey = Annotated[str, StringConstraints(min_length=1, max_length=64), AfterValidator(_storable)]
-MetadataValue = Annotated[str, StringConstraints(max_length=512), AfterValidator(_storable)]
-Metadata = Annotated[dict[MetadataKey, MetadataValue], Field(max_length=16)]
+def _digits(value: object) -> object:
+    # Path and query ids are digits only: " 1", "1.0", "1_0" and "+1" name nothing.
+    if isinstance(value, str) and not (value.isascii() and value.isdigit()):
+        raise ValueError("must be a whole number written in digits")
+    return value
 
-# Ids are 64-bit; anything larger cannot name a row and is refused as invalid input.
-MAX_ID = 2**63 - 1
+
+Storable = AfterValidator(rules.storable)
+Username = Annotated[
+    str,
+    StringConstraints(min_length=rules.USERNAME_MIN, max_length=rules.USERNAME_MAX, pattern=rules.USERNAME_PATTERN),
+]
+Password = Annotated[str, StringConstraints(min_length=rules.PASSWORD_MIN, max_length=rules.PASSWORD_MAX), Storable]
+Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=rules.TITLE_MAX), Storable]
+Content = Annotated[str, AfterValidator(_content)]
+Role = Literal[rules.ROLES]  # type: ignore[valid-type]
+Name = Annotated[str, StringConstraints(max_length=rules.NAME_MAX), Storable]
+ModelName = Annotated[str, StringConstraints(max_length=rules.MODEL_MAX), Storable]
+MetadataKey = Annotated[str, StringConstraints(min_length=1, max_length=rules.METADATA_KEY_MAX), Storable]
+MetadataValue = Annotated[str, StringConstraints(max_length=rules.METADATA_VALUE_MAX), Storable]
+Metadata = Annotated[dict[MetadataKey, MetadataValue], Field(max_length=rules.METADATA_KEYS_MAX)]
+# An id in a path or query: digits only, 1 to MAX_ID.
+Id = Annotated[int, BeforeValidator(_digits), Ge(1), Le(rules.MAX_ID)]
+Count = Annotated[int, BeforeValidator(_digits)]
 
 
 class UserCreate(BaseModel):
@@ -130,10 +139,25 @@ class MessageList(RootModel[list[MessagePublic]]):
 
 
 class MessageBatch(BaseModel):
-    messages: Annotated[list[MessageCreate], Field(min_length=1, max_length=1000)]
+    messages: Annotated[list[MessageCreate], Field(min_length=1, max_length=rules.BATCH_MAX)]
 
 
-class MessagePage(BaseModel):
+class Page(BaseModel):
+    """A page of results, OpenAI-style: the ids of its first and last item bound the next request."""
+
+    @classmethod
+    def of(cls, rows: Sequence[Any], limit: int) -> Self:
+        """The first `limit` of `rows` (one more was read to tell whether more follow)."""
+        data = list(rows[:limit])
+        return cls(
+            data=data,
+            first_id=data[0].id if data else None,
+            last_id=data[-1].id if data else None,
+            has_more=len(rows) > limit,
+        )
+
+
+class MessagePage(Page):
     data: list[MessagePublic]
     first_id: int | None
     last_id: int | None
@@ -150,7 +174,7 @@ class SearchHit(BaseModel):
     created_at: datetime
 
 
-class SearchPage(BaseModel):
+class SearchPage(Page):
     data: list[SearchHit]
     first_id: str | None
     last_id: str | None
@@ -160,7 +184,7 @@ class SearchPage(BaseModel):
 class ChatCreate(BaseModel):
     title: Title
     metadata: Metadata = {}
-    messages: Annotated[list[MessageCreate], Field(max_length=1000)] = []
+    messages: Annotated[list[MessageCreate], Field(max_length=rules.BATCH_MAX)] = []
 
     model_config = ConfigDict(json_schema_extra={"examples": [{"title": "Trip to Kyoto"}]})
 

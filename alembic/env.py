@@ -1,9 +1,11 @@
-"""Runs migrations on the app's own engine (DATABASE_URL from config.py)."""
+"""Runs migrations on the app's engine: the one the app passes in, else one made from the
+settings (DATABASE_URL) for the `alembic` command."""
 
 from logging.config import fileConfig
 
 from alembic import context
-from database import engine
+from config import Settings
+from database import make_engine
 from models import Base
 
 if context.config.config_file_name and context.config.attributes.get("configure_logger", True):
@@ -19,15 +21,16 @@ def outside_search_index(name: str | None, _type: str, _parents: object) -> bool
 
 
 def run_migrations_online() -> None:
-    with engine.connect() as connection:
+    engine = context.config.attributes.get("engine") or make_engine(Settings())
+    with engine.connect() as conn:
         # On SQLite "write" begins with BEGIN IMMEDIATE: the lock that serialises workers
         # migrating at start-up. PostgreSQL takes an advisory lock for the same purpose.
-        connection.execution_options(write=True)
-        with connection.begin():
-            if connection.dialect.name == "postgresql":
-                connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
+        conn.execution_options(write=True)
+        with conn.begin():
+            if conn.dialect.name == "postgresql":
+                conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
             context.configure(
-                connection=connection,
+                connection=conn,
                 target_metadata=Base.metadata,
                 render_as_batch=True,
                 transactional_ddl=True,

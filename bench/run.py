@@ -36,8 +36,10 @@ sys.path.insert(0, str(ROOT))
 
 import search_corpus  # noqa: E402
 
-from config import settings  # noqa: E402
+from config import Settings  # noqa: E402
 from models import Chat, Message  # noqa: E402
+
+settings = Settings()
 
 BENCH = Path(__file__).resolve().parent
 PASSWORD = "correct horse battery"

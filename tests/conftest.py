@@ -11,7 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, make_url, text
+
+from config import Settings
+from main import create_app
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK_DIR = Path(tempfile.mkdtemp(prefix="chat-tests-"))
@@ -27,24 +31,26 @@ def _fresh_postgres_database(server_url: str) -> str:
     return url.set(database=name).render_as_string(hide_password=False)
 
 
-# config.py reads the environment once, at import: choose the database before the app loads.
 SERVER_URL = os.environ.get("TEST_DATABASE_URL")
 DATABASE_URL = _fresh_postgres_database(SERVER_URL) if SERVER_URL else f"sqlite:///{WORK_DIR / 'test.db'}"
-os.environ["DATABASE_URL"] = DATABASE_URL
-os.environ["SECRET_KEY"] = secrets.token_urlsafe(48)
 # The app as deployed for one browser front end on another origin (see test_web.py).
 FRONT_END_ORIGIN = "http://front.example:3000"
-os.environ["CORS_ORIGINS"] = FRONT_END_ORIGIN
 # The suite registers and logs in hundreds of users from one address; the limits
 # themselves are tested with low ones in test_rate_limits.py.
-for _limit in ("LOGIN", "REGISTER", "REFRESH", "PASSWORD"):
-    os.environ[f"RATE_LIMIT_{_limit}"] = "100000/minute"
-os.environ.pop("REDIS_URL", None)
-
-from fastapi.testclient import TestClient  # noqa: E402
-
-from database import engine  # noqa: E402
-from main import app  # noqa: E402
+UNLIMITED = "100000/minute"
+SETTINGS = Settings(
+    _env_file=None,
+    database_url=DATABASE_URL,
+    secret_key=secrets.token_urlsafe(48),
+    cors_origins=[FRONT_END_ORIGIN],
+    rate_limit_login=UNLIMITED,
+    rate_limit_register=UNLIMITED,
+    rate_limit_refresh=UNLIMITED,
+    rate_limit_password=UNLIMITED,
+    redis_url="",
+)
+app = create_app(SETTINGS)
+ENGINE = app.state.database.engine
 
 PASSWORD = "correct horse battery"
 
@@ -52,7 +58,7 @@ PASSWORD = "correct horse battery"
 @pytest.fixture(scope="session", autouse=True)
 def _clean_up() -> Iterator[None]:
     yield
-    engine.dispose()
+    ENGINE.dispose()
     shutil.rmtree(WORK_DIR, ignore_errors=True)
     if SERVER_URL:
         name = make_url(DATABASE_URL).database

@@ -7,8 +7,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Connection, func, inspect, select, table, text
 
+from conftest import ENGINE as engine
 from conftest import PASSWORD, Account, unique_name
-from database import engine
 from models import User
 
 NEW_PASSWORD = "a much better passphrase"

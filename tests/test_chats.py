@@ -8,11 +8,12 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, insert, select
 
-from chat import HISTORY_PAGE
-from config import settings
+from conftest import ENGINE as engine
+from conftest import SETTINGS as settings
 from conftest import Account
-from database import engine
-from models import ROLES, Message
+from models import Message
+from service.exports import HISTORY_PAGE
+from service.rules import ROLES
 
 CHAT_FIELDS = {"id", "title", "pinned", "archived", "metadata", "created_at", "updated_at"}
 MESSAGE_FIELDS = {"id", "chat_id", "role", "content", "name", "model", "metadata", "created_at"}

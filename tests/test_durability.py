@@ -13,8 +13,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, select, text
 
+from conftest import ENGINE as database_engine
 from conftest import PASSWORD, SERVER_URL, Account
-from database import engine as database_engine
 from models import Message
 from server import PYTHON, free_port, running, server_env
 

@@ -10,11 +10,11 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, insert, select, update
 
-from chat import HISTORY_PAGE
 from conftest import DATABASE_URL, PASSWORD, WORK_DIR, Account
-from database import engine
+from conftest import ENGINE as engine
 from models import IdempotencyKey, Message
 from server import PYTHON, free_port, running, server_env
+from service.exports import HISTORY_PAGE
 
 
 def count_messages(chat_id: int) -> int:

@@ -6,9 +6,9 @@ from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from pydantic import TypeAdapter
 
-import examples
 from chat import router
 from conftest import Account
+from service import examples
 
 CHAT_ROUTES = [route for route in router.routes if isinstance(route, APIRoute)]
 assert len(CHAT_ROUTES) >= 15

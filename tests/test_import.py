@@ -14,9 +14,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from chatgpt import ImportTooLarge, UnpackBudget, conversations_in
-from config import settings
+from conftest import ENGINE as engine
+from conftest import SETTINGS as settings
 from conftest import Account
-from database import engine
 from models import Chat
 
 T0 = 1_700_000_000.0

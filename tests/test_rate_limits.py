@@ -1,7 +1,6 @@
 """Rate limits on login, register, refresh and password change, per address and per
 username: real servers with low limits, counting in memory and, with two workers, in Redis."""
 
-import os
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -10,7 +9,7 @@ import httpx
 import pytest
 import redis
 
-from conftest import DATABASE_URL, PASSWORD, WORK_DIR, Account, unique_name
+from conftest import DATABASE_URL, PASSWORD, SETTINGS, WORK_DIR, Account, unique_name
 from server import PYTHON, free_port, running, server_env
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -22,7 +21,7 @@ def server(workers: int = 1, **env: str) -> Iterator[str]:
     """The app with low limits, on the suite's (already migrated) database."""
     port = free_port()
     environment = server_env(
-        DATABASE_URL=DATABASE_URL, SECRET_KEY=os.environ["SECRET_KEY"], MIGRATE_ON_START="false", **LOW, **env
+        DATABASE_URL=DATABASE_URL, SECRET_KEY=SETTINGS.secret_key, MIGRATE_ON_START="false", **LOW, **env
     )
     command = [PYTHON, "-m", "uvicorn", "main:app", "--port", str(port), "--no-access-log", "--workers", str(workers)]
     with running(command, environment, WORK_DIR, port) as base_url:

@@ -7,8 +7,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import delete, text
 
+from conftest import ENGINE as engine
 from conftest import SERVER_URL, Account
-from database import engine
 from models import User
 
 

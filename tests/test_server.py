@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from conftest import DATABASE_URL, PASSWORD, SERVER_URL, WORK_DIR, Account
-from database import engine
+from conftest import ENGINE as engine
 from models import Message
 from server import PYTHON, ROOT, free_port, running, server_env, serving_pid
 

@@ -2,7 +2,6 @@
 access token carries, iss/aud, the SECRET_KEY check, and what is (never) logged."""
 
 import logging
-import os
 import subprocess
 from datetime import UTC, datetime, timedelta
 
@@ -12,9 +11,9 @@ from fastapi.testclient import TestClient
 from jose import jwt
 from sqlalchemy import func, select, update
 
-from config import settings
 from conftest import DATABASE_URL, PASSWORD, WORK_DIR, Account
-from database import engine
+from conftest import ENGINE as engine
+from conftest import SETTINGS as settings
 from models import AuthSession
 from server import PYTHON, ROOT, free_port, running, server_env
 
@@ -139,7 +138,7 @@ def _server_command(port: int) -> list[str]:
 
 
 def test_issuer_and_audience_are_set_and_required_when_configured(client: TestClient, alice: Account) -> None:
-    key = os.environ["SECRET_KEY"]
+    key = settings.secret_key
     env = server_env(
         DATABASE_URL=DATABASE_URL,
         SECRET_KEY=key,

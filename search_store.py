@@ -1,15 +1,8 @@
 """Full-text search over a user's chat titles and messages, on the index that migrations
 0003 and 0005 build and their triggers keep current (FTS5 on SQLite, tsvector and GIN on
-PostgreSQL).
+PostgreSQL). The query's words come parsed (service/search_terms.py)."""
 
-A query is parsed here into plain words, never handed to the database's own query
-language, so no input can be a syntax error there. Words match whole words, any case;
-CJK text has no spaces between words, so it matches as a substring."""
-
-import html
-import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from functools import cache
 
 from sqlalchemy import (
@@ -30,85 +23,14 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import TSQUERY
 
 from models import Chat, Message
-from schemas import MAX_ID, SearchHit, SearchPage
+from service.rules import MAX_ID
+from service.search_terms import Terms
 
-# As in migration 0003: the CJK characters, and how much of each text is indexed.
-CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
+# As in migration 0003: how much of each text is indexed.
 WORD_CHARS = 100_000
 CJK_CHARS = 20_000
-
-MAX_TERMS = 16
-MIN_PREFIX = 3  # a shorter prefix would match a large part of the vocabulary
 MAX_PREFIX_WORDS = 64  # SQLite: more words than that, and the prefix is left to FTS5
-SNIPPET_CHARS = 160
 RECENT_MESSAGES = 1_000  # PostgreSQL: how many of the caller's newest messages a search reads one by one
-
-TOKENS = re.compile(r'"([^"]*)"?|([^\s"]+)')
-PIECES = re.compile(rf"[{CJK}]+|[^\W_{CJK}]+")
-IS_CJK = re.compile(rf"[{CJK}]")
-CURSOR = re.compile(r"([cm])([1-9][0-9]{0,18})")
-
-
-@dataclass(frozen=True)
-class Terms:
-    phrases: tuple[tuple[str, ...], ...]  # lower-cased words in order; most are a phrase of one
-    prefixes: tuple[str, ...]
-    cjk: tuple[str, ...]
-
-    def pattern(self) -> re.Pattern[str]:
-        """Where the terms occur in a text, for the snippet."""
-        word, end = r"(?<![^\W_])", r"(?![^\W_])"
-        words = {w for phrase in self.phrases for w in phrase}
-        alternatives = (
-            [word + re.escape(w) + end for w in words]
-            + [word + re.escape(p) + r"[^\W_]*" for p in self.prefixes]
-            + [re.escape(t) for t in self.cjk]
-        )
-        return re.compile("|".join(sorted(alternatives, key=len, reverse=True)), re.IGNORECASE)
-
-
-def parse(q: str) -> Terms:
-    """The words of a query; ValueError if it has none, or too many."""
-    phrases: dict[tuple[str, ...], None] = {}
-    prefixes: dict[str, None] = {}
-    cjk: dict[str, None] = {}
-    for match in TOKENS.finditer(q):
-        quoted, bare = match.groups()
-        pieces = PIECES.findall(quoted if quoted is not None else bare)
-        words = [piece.lower() for piece in pieces if not IS_CJK.match(piece)]
-        cjk.update(dict.fromkeys(piece for piece in pieces if IS_CJK.match(piece)))
-        prefix = bare is not None and bare.endswith("*") and pieces and not IS_CJK.match(pieces[-1])
-        if prefix and len(words[-1]) >= MIN_PREFIX:
-            prefixes[words.pop()] = None
-        if words:
-            phrases[tuple(words)] = None
-    if not (phrases or prefixes or cjk):
-        raise ValueError("The query has no words to search for")
-    if sum(map(len, phrases)) + len(prefixes) + len(cjk) > MAX_TERMS:
-        raise ValueError(f"The query has too many words (at most {MAX_TERMS})")
-    return Terms(tuple(phrases), tuple(prefixes), tuple(cjk))
-
-
-def parse_cursor(after: str) -> tuple[str, int]:
-    """("c", chat id) or ("m", message id) from a result's id; ValueError if it is not one."""
-    match = CURSOR.fullmatch(after)
-    if match is None or int(match[2]) > MAX_ID:
-        raise ValueError("after must be the id of a search result, such as m123 or c45")
-    return match[1], int(match[2])
-
-
-def snippet(text: str, pattern: re.Pattern[str]) -> str:
-    """Up to SNIPPET_CHARS of text around the first match, HTML-escaped, matches in <mark>."""
-    first = pattern.search(text)
-    start = max(0, first.start() - SNIPPET_CHARS // 4) if first else 0
-    end = min(len(text), start + SNIPPET_CHARS)
-    parts, position = [], start
-    for match in pattern.finditer(text, start, end):
-        parts += [html.escape(text[position : match.start()]), f"<mark>{html.escape(match[0])}</mark>"]
-        position = match.end()
-    parts.append(html.escape(text[position:end]))
-    return ("…" if start else "") + "".join(parts) + ("…" if end < len(text) else "")
-
 
 # Statements are built once for each shape of query (which index, how many CJK terms to
 # filter by) and take the words as parameters: building one costs more than running it.
@@ -126,24 +48,24 @@ def _fts5_phrase(words: tuple[str, ...] | str, prefix: bool = False) -> str:
     return f'body : "{text}"' + (" *" if prefix else "")
 
 
-def _fts5_prefix(db: Connection, source: str, prefix: str) -> str:
+def _fts5_prefix(conn: Connection, source: str, prefix: str) -> str:
     """`prefix *`, or for messages the words of the index that begin with it: FTS5 reads
     their lists lazily, newest first, where `prefix *` merges every user's whole lists
     before the first result (six times as long for `migrat*` over 1,000,000 messages)."""
     if source == "messages":
         following = prefix[:-1] + chr(ord(prefix[-1]) + 1)
         bounds = {"prefix": prefix, "following": following, "most": MAX_PREFIX_WORDS + 1}
-        words = db.scalars(WORDS_OF_PREFIX, bounds).all()
+        words = conn.scalars(WORDS_OF_PREFIX, bounds).all()
         if 0 < len(words) <= MAX_PREFIX_WORDS:
             return "body : (" + " OR ".join(f'"{word}"' for word in words) + ")"
     return _fts5_phrase(prefix, prefix=True)
 
 
-def _sqlite_match(db: Connection, source: str, owner_id: int, terms: Terms) -> tuple[str, str, list[str]]:
+def _sqlite_match(conn: Connection, source: str, owner_id: int, terms: Terms) -> tuple[str, str, list[str]]:
     """The FTS5 table suffix, its MATCH expression, and the CJK terms left to filter by."""
     if terms.phrases or terms.prefixes:
         parts = [_fts5_phrase(phrase) for phrase in terms.phrases]
-        parts += [_fts5_prefix(db, source, prefix) for prefix in terms.prefixes]
+        parts += [_fts5_prefix(conn, source, prefix) for prefix in terms.prefixes]
         return "", " AND ".join([f'owner : "{owner_id}"', *parts]), list(terms.cjk)
     # The trigram index finds substrings of three characters or more; shorter ones are
     # looked for in the caller's texts that have CJK characters, newest first.
@@ -265,12 +187,12 @@ NEWEST_OWNED = (
 
 
 def _hits(
-    db: Connection, source: str, owner_id: int, terms: Terms, before: int | None, limit: int
+    conn: Connection, source: str, owner_id: int, terms: Terms, before: int | None, limit: int
 ) -> Sequence[RowMapping]:
     params = {"owner_id": owner_id, "before": MAX_ID if before is None else before, "limit": limit}
-    sqlite = db.dialect.name == "sqlite"
+    sqlite = conn.dialect.name == "sqlite"
     if sqlite:
-        suffix, params["match"], filters = _sqlite_match(db, source, owner_id, terms)
+        suffix, params["match"], filters = _sqlite_match(conn, source, owner_id, terms)
     else:
         params["tsquery"] = _tsquery(owner_id, terms)
         filters = [term for term in terms.cjk if len(term) > 2]
@@ -278,56 +200,31 @@ def _hits(
     if sqlite:
         statement = _sqlite_search(source, suffix, len(filters))
     elif source == "messages":
-        return _postgresql_messages(db, params, len(filters))
+        return _postgresql_messages(conn, params, len(filters))
     else:
         statement = _postgresql_titles(len(filters))
-    return db.execute(statement, params).mappings().all()
+    return conn.execute(statement, params).mappings().all()
 
 
-def _postgresql_messages(db: Connection, params: dict, filters: int) -> Sequence[RowMapping]:
-    rows = db.execute(_postgresql_recent_messages(filters), params).mappings().all()
+def _postgresql_messages(conn: Connection, params: dict, filters: int) -> Sequence[RowMapping]:
+    rows = conn.execute(_postgresql_recent_messages(filters), params).mappings().all()
     if len(rows) == params["limit"]:
         return rows
-    older = db.execute(_postgresql_older_messages(filters), {**params, "limit": params["limit"] - len(rows)})
+    older = conn.execute(_postgresql_older_messages(filters), {**params, "limit": params["limit"] - len(rows)})
     return [*rows, *older.mappings().all()]
 
 
-def search(db: Connection, owner_id: int, terms: Terms, limit: int, after: tuple[str, int] | None) -> SearchPage:
-    """Chats whose title matches, newest first, then messages that match, newest first.
-    `after` is the id of the last result of the previous page."""
-    pattern = terms.pattern()
-    hits: list[SearchHit] = []
+def search(
+    conn: Connection, owner_id: int, terms: Terms, limit: int, after: tuple[str, int] | None
+) -> tuple[Sequence[RowMapping], Sequence[RowMapping]]:
+    """Up to limit + 1 hits: chats whose title matches, newest first, then messages that
+    match, newest first. `after` is the kind ("c" or "m") and id of the previous page's
+    last hit."""
+    chats: Sequence[RowMapping] = []
     if after is None or after[0] == "c":
-        for chat in _hits(db, "chats", owner_id, terms, after and after[1], limit + 1):
-            hits.append(
-                SearchHit(
-                    id=f"c{chat['id']}",
-                    chat_id=chat["id"],
-                    chat_title=chat["title"],
-                    message_id=None,
-                    role=None,
-                    snippet=snippet(chat["title"], pattern),
-                    created_at=chat["created_at"],
-                )
-            )
-    if len(hits) <= limit:
+        chats = _hits(conn, "chats", owner_id, terms, after and after[1], limit + 1)
+    messages: Sequence[RowMapping] = []
+    if len(chats) <= limit:
         before = after[1] if after is not None and after[0] == "m" else None
-        for message in _hits(db, "messages", owner_id, terms, before, limit + 1 - len(hits)):
-            hits.append(
-                SearchHit(
-                    id=f"m{message['id']}",
-                    chat_id=message["chat_id"],
-                    chat_title=message["title"],
-                    message_id=message["id"],
-                    role=message["role"],
-                    snippet=snippet(message["content"], pattern),
-                    created_at=message["created_at"],
-                )
-            )
-    data = hits[:limit]
-    return SearchPage(
-        data=data,
-        first_id=data[0].id if data else None,
-        last_id=data[-1].id if data else None,
-        has_more=len(hits) > limit,
-    )
+        messages = _hits(conn, "messages", owner_id, terms, before, limit + 1 - len(chats))
+    return chats, messages

@@ -6,16 +6,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from hashlib import sha256
-from typing import Annotated
+from typing import Annotated, TypeVar
 
-from fastapi import Header, HTTPException, Response, status
+from fastapi import Header, Response
 from pydantic import BaseModel
 from sqlalchemy import Connection, bindparam, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from database import Database
 from models import IdempotencyKey
+from service.errors import IdempotencyConflict
 
 LIFETIME = timedelta(hours=24)
+T = TypeVar("T")
 
 KeyHeader = Annotated[
     str | None,
@@ -65,22 +68,40 @@ def retryable(key: str | None, operation: str, *body: str | bytes, status_code: 
     return Retryable(key, digest.hexdigest(), status_code)
 
 
-def create_once(
-    db: Connection, owner_id: int, request: Retryable | None, create: Callable[[Connection], BaseModel]
+def _once(
+    conn: Connection,
+    owner_id: int,
+    request: Retryable,
+    answer: Callable[[T], BaseModel],
+    create: Callable[..., T],
+    args: tuple,
 ) -> BaseModel | Response:
-    """Runs `create` in the caller's transaction, at most once per key; a replay is a Response."""
-    if request is None:
-        return create(db)
+    """Runs `create` in this transaction, at most once per key; a replay is a Response."""
     now = datetime.now(UTC)
     ids = {"owner_id": owner_id, "key": request.key}
-    db.execute(EXPIRED, {"owner_id": owner_id, "cutoff": now - LIFETIME})
+    conn.execute(EXPIRED, {"owner_id": owner_id, "cutoff": now - LIFETIME})
     claim = {**ids, "fingerprint": request.fingerprint, "status_code": 0, "response": "", "created_at": now}
-    if db.execute(CLAIM[db.dialect.name], claim).first() is None:
-        stored = db.execute(STORED, ids).one()
+    if conn.execute(CLAIM[conn.dialect.name], claim).first() is None:
+        stored = conn.execute(STORED, ids).one()
         if stored.fingerprint != request.fingerprint:
-            raise HTTPException(status.HTTP_409_CONFLICT, "This Idempotency-Key was already used for another request")
+            raise IdempotencyConflict()
         return Response(stored.response, stored.status_code, media_type="application/json")
-    created = create(db)
-    answer = {"answer_status": request.status_code, "answer": created.model_dump_json()}
-    db.execute(ANSWER, {"owner": owner_id, "claimed_key": request.key, **answer})
+    created = answer(create(conn, *args))
+    kept = {"answer_status": request.status_code, "answer": created.model_dump_json()}
+    conn.execute(ANSWER, {"owner": owner_id, "claimed_key": request.key, **kept})
     return created
+
+
+async def write_once(
+    db: Database,
+    owner_id: int,
+    request: Retryable | None,
+    answer: Callable[[T], BaseModel],
+    create: Callable[..., T],
+    *args: object,
+) -> BaseModel | Response:
+    """`answer(create(conn, *args))` from one write transaction, kept under the request's
+    key when it has one: a retry gets that answer again (a Response) and creates nothing."""
+    if request is None:
+        return answer(await db.write(create, *args))
+    return await db.write(_once, owner_id, request, answer, create, args)

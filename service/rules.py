@@ -1,0 +1,48 @@
+"""Every limit and enum of the domain, defined once: models, schemas, importers and the
+documentation read them from here."""
+
+from contextvars import ContextVar
+
+ROLES = ("system", "user", "assistant")
+
+TITLE_MAX = 200
+USERNAME_MIN, USERNAME_MAX = 3, 50
+USERNAME_PATTERN = r"^[A-Za-z0-9_.-]+$"
+PASSWORD_MIN, PASSWORD_MAX = 8, 128
+EMAIL_MAX = 320
+NAME_MAX = 64
+MODEL_MAX = 100
+METADATA_KEYS_MAX = 16
+METADATA_KEY_MAX = 64
+METADATA_VALUE_MAX = 512
+SOURCE_ID_MAX = 512
+BATCH_MAX = 1000
+PAGE_MAX = 100
+
+# Ids are 64-bit; anything larger cannot name a row and is refused as invalid input.
+MAX_ID = 2**63 - 1
+ID_PATTERN = r"^[0-9]{1,19}$"
+
+UNTITLED = "Untitled chat"
+
+# The largest message content in UTF-8 bytes: a setting (MAX_CONTENT_BYTES), which the
+# app's request-limits middleware puts here for the request it serves.
+content_limit: ContextVar[int] = ContextVar("content_limit", default=1024 * 1024)
+
+
+def storable(text: str) -> str:
+    """`text`, if every database can keep it; ValueError if not.
+
+    PostgreSQL cannot store NUL in text and no database can store a lone surrogate:
+    refusing both everywhere keeps every backend alike."""
+    if "\x00" in text:
+        raise ValueError("must not contain NUL characters")
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode (no lone surrogates)") from None
+    return text
+
+
+def is_id(value: object, low: int = 1) -> bool:
+    return type(value) is int and low <= value <= MAX_ID

@@ -1,0 +1,270 @@
+"""What a stranger sends can neither exhaust the server, end someone else's session, nor
+get a 500 (issue 14): every item is pinned here on both engines. The import's memory
+bound is in test_import_limits.py."""
+
+import base64
+import hashlib
+import hmac
+import json
+import secrets
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from jose import jwt
+
+from conftest import DATABASE_URL, PASSWORD, SETTINGS, Account
+from main import create_app
+from server import PYTHON, ROOT, free_port, running, server_env
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def login(client: TestClient | httpx.Client, account: Account) -> dict:
+    response = client.post("/v1/auth/token", data={"username": account.username, "password": PASSWORD})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+# --- 2. the request head is bounded, and junk tokens are never kept
+
+
+def test_an_oversized_head_is_431_before_any_work(client: TestClient) -> None:
+    response = client.get("/v1/auth/me", headers=bearer("x" * (1024 * 1024)))
+    assert response.status_code == 431
+    assert response.json() == {"detail": f"Request line and headers are larger than {SETTINGS.max_head_bytes} bytes"}
+    assert response.headers["x-content-type-options"] == "nosniff"
+
+
+def test_a_token_over_its_limit_is_401_unverified(client: TestClient, alice: Account) -> None:
+    oversized = alice.token + "." + "x" * SETTINGS.max_token_bytes
+    response = client.get("/v1/auth/me", headers=bearer(oversized))
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == "Bearer"
+
+
+def test_junk_tokens_leave_nothing_in_the_verified_tokens(client: TestClient, alice: Account) -> None:
+    verified = client.app.state.signer.verified
+    assert client.get("/v1/auth/me", headers=alice.headers).status_code == 200
+    held = verified.bytes
+    for _ in range(200):
+        junk = alice.token[:-8] + secrets.token_urlsafe(6)[:8]
+        assert client.get("/v1/auth/me", headers=bearer(junk)).status_code == 401
+    assert verified.bytes == held
+    assert verified.bytes <= verified.max_bytes
+
+
+# --- 3. every malformed refresh token is a 401, on both engines
+
+
+@pytest.mark.parametrize("token", ["\x00", "abc\x00.def", "abc.def\x00", "\x00.\x00", "a" * 33 + ".b", "é.é"])
+def test_a_malformed_refresh_token_is_401(client: TestClient, token: str) -> None:
+    response = client.post("/v1/auth/refresh", json={"refresh_token": token})
+    assert response.status_code == 401
+    assert response.json() == {"detail": "Invalid or expired refresh token"}
+
+
+# --- 4. only a secret really issued, and already rotated, counts as reuse
+
+
+def test_a_guessed_secret_for_a_seen_session_changes_nothing(client: TestClient, alice: Account) -> None:
+    tokens = login(client, alice)
+    session_id = jwt.get_unverified_claims(tokens["access_token"])["sid"]
+    assert tokens["refresh_token"].startswith(session_id + ".")
+    for _ in range(3):
+        guess = f"{session_id}.{secrets.token_urlsafe(32)}"
+        assert client.post("/v1/auth/refresh", json={"refresh_token": guess}).status_code == 401
+    # The victim's session goes on: their refresh token still works, and rotates.
+    renewed = client.post("/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+    assert renewed.status_code == 200
+    # A secret that was issued and rotated away is reuse: the session ends.
+    reused = client.post("/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+    assert reused.status_code == 401
+    newest = client.post("/v1/auth/refresh", json={"refresh_token": renewed.json()["refresh_token"]})
+    assert newest.status_code == 401
+
+
+# --- 5. no-store on everything that carries tokens or user data; nosniff and JSON on every error
+
+
+def test_answers_with_tokens_or_user_data_are_never_stored(client: TestClient, alice: Account) -> None:
+    tokens = login(client, alice)
+    chat = client.post("/v1/chats/", json={"title": "kept private"}, headers=alice.headers).json()
+    client.post(f"/v1/chats/{chat['id']}/message", json={"role": "user", "content": "hello"}, headers=alice.headers)
+    answers = [
+        client.post("/v1/auth/token", data={"username": alice.username, "password": PASSWORD}),
+        client.post("/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]}),
+        client.get("/v1/auth/me", headers=alice.headers),
+        client.get("/v1/chats/", headers=alice.headers),
+        client.get(f"/v1/chats/{chat['id']}", headers=alice.headers),
+        client.get(f"/v1/chats/{chat['id']}/messages", headers=alice.headers),
+        client.get("/v1/chats/search?q=hello", headers=alice.headers),
+        client.get(f"/v1/chats/{chat['id']}/export?format=markdown", headers=alice.headers),
+        client.get("/v1/chats/export", headers=alice.headers),
+    ]
+    password = client.post(
+        "/v1/auth/password",
+        json={"current_password": PASSWORD, "new_password": PASSWORD},
+        headers=alice.headers,
+    )
+    for response in [*answers, password]:
+        assert response.status_code in (200, 201), (response.request.url, response.text)
+        assert response.headers["cache-control"] == "no-store", response.request.url
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        ("GET", "/v1/chats/", 401),
+        ("GET", "/v1/nowhere", 404),
+        ("PUT", "/v1/chats/", 405),
+        ("GET", "/v1/chats/abc", 422),
+    ],
+)
+def test_every_error_is_json_with_nosniff(
+    client: TestClient, alice: Account, method: str, path: str, status: int
+) -> None:
+    headers = {} if status == 401 else alice.headers
+    response = client.request(method, path, headers=headers)
+    assert response.status_code == status
+    assert response.headers["content-type"] == "application/json"
+    assert "detail" in response.json()
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["cache-control"] == "no-store"
+
+
+def test_an_unexpected_error_is_a_json_500_that_tells_nothing() -> None:
+    app: FastAPI = create_app(SETTINGS.model_copy(update={"migrate_on_start": False}))
+
+    @app.get("/v1/broken")
+    async def broken() -> None:
+        raise RuntimeError("secret internals")
+
+    with TestClient(app, raise_server_exceptions=False) as client:
+        response = client.get("/v1/broken")
+    assert response.status_code == 500
+    assert response.json() == {"detail": "Internal server error"}
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["cache-control"] == "no-store"
+    assert "secret internals" not in response.text
+
+
+# --- 6. signed claims that overflow are a 401
+
+
+def signed(claims_json: str) -> str:
+    """A token signed with the app's key whose claims are `claims_json`, as written."""
+
+    def part(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    head = part(json.dumps({"alg": "HS256", "typ": "JWT"}).encode()) + "." + part(claims_json.encode())
+    signature = hmac.new(SETTINGS.secret_key.encode(), head.encode(), hashlib.sha256).digest()
+    return head + "." + part(signature)
+
+
+@pytest.mark.parametrize(
+    "claim",
+    [
+        '"exp": 1e400',
+        '"exp": Infinity',
+        '"exp": -Infinity',
+        '"exp": NaN',
+        '"exp": 99999999999999999999999',
+        '"exp": 9e15, "nbf": -Infinity',
+        '"exp": 9e15, "iat": 1e400',
+    ],
+)
+def test_claims_that_overflow_are_401(client: TestClient, alice: Account, claim: str) -> None:
+    claims = jwt.get_unverified_claims(alice.token)
+    fixed = {key: value for key, value in claims.items() if key not in ("exp", "iat", "nbf")}
+    body = json.dumps(fixed)[:-1] + ', "iat": 1700000000, ' + claim + "}"
+    if '"iat"' in claim:
+        body = json.dumps(fixed)[:-1] + ", " + claim + "}"
+    response = client.get("/v1/auth/me", headers=bearer(signed(body)))
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == "Bearer"
+
+
+def test_the_signing_helper_makes_tokens_the_app_accepts(client: TestClient, alice: Account) -> None:
+    claims = jwt.get_unverified_claims(alice.token)
+    assert client.get("/v1/auth/me", headers=bearer(signed(json.dumps(claims)))).status_code == 200
+
+
+# --- 7. no error carries more than an excerpt of what was sent
+
+
+def test_a_422_never_echoes_a_huge_key(client: TestClient, alice: Account) -> None:
+    key = "k" * 1_000_000
+    response = client.post("/v1/chats/", json={"title": "t", "metadata": {key: "v"}}, headers=alice.headers)
+    assert response.status_code == 422
+    assert len(response.content) < 2_000
+    assert any("metadata" in error["loc"] for error in response.json()["detail"])
+
+
+def test_a_422_never_echoes_huge_content(client: TestClient, alice: Account, chat_id: int) -> None:
+    content = "c" * (SETTINGS.max_content_bytes + 1)
+    response = client.post(
+        f"/v1/chats/{chat_id}/message", json={"role": "user", "content": content}, headers=alice.headers
+    )
+    assert response.status_code in (413, 422)
+    assert len(response.content) < 2_000
+
+
+# --- 8. the client address is the TCP peer unless the operator names trusted proxies
+
+
+def test_forwarded_for_is_not_believed_from_an_untrusted_peer(tmp_path: Path) -> None:
+    attempts = _logins_from_forged_addresses(tmp_path, trusted="")
+    assert attempts[-1] == 429, attempts
+
+
+def test_forwarded_for_is_believed_from_a_trusted_proxy(tmp_path: Path) -> None:
+    attempts = _logins_from_forged_addresses(tmp_path, trusted="127.0.0.1")
+    assert 429 not in attempts, attempts
+
+
+def _logins_from_forged_addresses(tmp_path: Path, trusted: str) -> list[int]:
+    """`python main.py` with a login limit of 2 per address: three logins, each claiming
+    another address in X-Forwarded-For and naming another user."""
+    port = free_port()
+    env = server_env(
+        DATABASE_URL=DATABASE_URL,
+        SECRET_KEY=SETTINGS.secret_key,
+        MIGRATE_ON_START="false",
+        RELOAD="false",
+        PORT=str(port),
+        HOST="127.0.0.1",
+        RATE_LIMIT_LOGIN="2/minute",
+        TRUSTED_PROXIES=trusted,
+        REDIS_URL="",
+    )
+    with running([PYTHON, str(ROOT / "main.py")], env, tmp_path, port) as base_url:
+        return [
+            httpx.post(
+                f"{base_url}/v1/auth/token",
+                data={"username": f"nobody{i}", "password": "wrong password"},
+                headers={"X-Forwarded-For": f"203.0.113.{i}"},
+            ).status_code
+            for i in range(3)
+        ]
+
+
+# --- 9. an id is digits only, in the path and in the query
+
+
+@pytest.mark.parametrize("written", ["%201", "1%20", "1.0", "1_0", "+1", "%2B1", "0x1", "1e0", "%D9%A1", "-1", "0"])
+def test_ids_are_digits_only(client: TestClient, alice: Account, chat_id: int, written: str) -> None:
+    body = {"role": "user", "content": "hi"}
+    for response in (
+        client.get(f"/v1/chats/{written}", headers=alice.headers),
+        client.get(f"/v1/chats/{chat_id}/messages?after={written}", headers=alice.headers),
+        client.post(f"/v1/chats/message?chat_id={written}", json=body, headers=alice.headers),
+        client.patch(f"/v1/chats/{chat_id}/messages/{written}", json={"content": "x"}, headers=alice.headers),
+    ):
+        assert response.status_code == 422, (response.request.url, response.text)
+    assert client.get(f"/v1/chats/{chat_id}", headers=alice.headers).json()["messages"] == []
