@@ -14,6 +14,7 @@ from starlette.datastructures import UploadFile
 
 import chat_store
 import import_store
+import message_store
 import search_store
 from chatgpt import ExportFormatError, ImportedConversation, ImportTooLarge, read_export
 from config import MiB
@@ -40,7 +41,7 @@ from schemas import (
 from service import examples
 from service.deps import CurrentUser, DatabaseDep
 from service.errors import ConfirmationMissing, NotAnExport, TooLarge, invalid
-from service.exports import FORMATS, HISTORY_PAGE, MESSAGE_LIST, all_chats_json, chat_json
+from service.exports import FORMATS, HISTORY_PAGE, MESSAGE_LIST, all_chats_json, chat_json, path_messages
 from service.idempotency import KeyHeader, retryable, write_once
 from service.rules import MAX_ID, PAGE_MAX
 from service.search_terms import parse, parse_cursor, snippet
@@ -54,9 +55,9 @@ PageSize = Annotated[Count, Query(ge=1, le=PAGE_MAX)]
 Cursor = Annotated[Id | None, Query()]
 
 
-def message_rows(messages: list[MessageCreate]) -> list[dict]:
-    """Request bodies as the messages' columns."""
-    return [message.model_dump() for message in messages]
+def parent_of(body: MessageCreate | MessageBatch) -> int | message_store.Default | None:
+    """The parent a body names: left out, the chat's current leaf."""
+    return body.parent_id if "parent_id" in body.model_fields_set else message_store.DEFAULT
 
 
 @router.post(
@@ -66,17 +67,25 @@ def message_rows(messages: list[MessageCreate]) -> list[dict]:
     responses=RETRY_CONFLICT | examples.example(201, examples.CHAT),
 )
 async def create_chat(chat: ChatCreate, user: CurrentUser, db: DatabaseDep, key: KeyHeader = None) -> ChatPublic:
+    """A new chat, with its messages if given: a line, or the tree an export describes
+    with `id` and `parent_id` (mapped to new ids)."""
+    items = [
+        (m.columns(), m.id, m.parent_id if "parent_id" in m.model_fields_set else message_store.FOLLOWS)
+        for m in chat.messages
+    ]
+    messages, current = message_store.tree_of(items, chat.current_message_id, "messages")
     retry = retryable(key, "create chat", chat.model_dump_json())
+    columns = {"title": chat.title, "metadata": chat.metadata}
     return await write_once(
         db,
         user.id,
         retry,
         ChatPublic.model_validate,
-        chat_store.add_chat,
+        message_store.add_chat_with_tree,
         user.id,
-        chat.title,
-        chat.metadata,
-        message_rows(chat.messages),
+        columns,
+        messages,
+        current,
     )
 
 
@@ -271,9 +280,13 @@ async def search_chats(
 async def create_message(
     chat_id: Id, message: MessageCreate, user: CurrentUser, db: DatabaseDep, key: KeyHeader = None
 ) -> MessagePublic:
-    retry = retryable(key, f"add message to {chat_id}", message.model_dump_json())
+    """Add a message below `parent_id` (left out: the chat's current leaf, so a client that
+    never sends it builds a line); it becomes the chat's current leaf. Edit a question or
+    regenerate an answer: send the new one with the old one's parent."""
+    retry = retryable(key, f"add message to {chat_id}", message.model_dump_json(exclude_unset=True))
+    columns, parent = message.columns(), parent_of(message)
     return await write_once(
-        db, user.id, retry, MessagePublic.model_validate, chat_store.add_message, user.id, chat_id, message.model_dump()
+        db, user.id, retry, MessagePublic.model_validate, message_store.add_message, user.id, chat_id, columns, parent
     )
 
 
@@ -282,12 +295,20 @@ async def create_message(
     response_model=ChatWithMessages,
     responses=NOT_FOUND | examples.example(200, examples.CHAT_WITH_MESSAGES),
 )
-async def read_chat(chat_id: Id, user: CurrentUser, db: DatabaseDep) -> ChatWithMessages | StreamingResponse:
-    chat, messages = await db.read(chat_store.chat_with_first_messages, user.id, chat_id, HISTORY_PAGE)
-    if len(messages) < HISTORY_PAGE:
+async def read_chat(
+    chat_id: Id,
+    user: CurrentUser,
+    db: DatabaseDep,
+    message_id: Annotated[Id | None, Query(description="Show the path through this message instead")] = None,
+) -> ChatWithMessages | StreamingResponse:
+    """The chat with `messages`: the path from the root to the leaf it shows, oldest first,
+    as on screen (with `message_id`, the path through that message to its newest leaf;
+    the chat is not changed)."""
+    chat, ids, messages = await db.read(message_store.chat_with_path, user.id, chat_id, message_id, HISTORY_PAGE)
+    if len(ids) <= HISTORY_PAGE:
         return ChatWithMessages(**chat, messages=messages)
-    first_page = MESSAGE_LIST.validate_python(messages)
-    return StreamingResponse(chat_json(db, ChatPublic.model_validate(chat), first_page), media_type="application/json")
+    pages = path_messages(db, chat_id, ids, MESSAGE_LIST.validate_python(messages))
+    return StreamingResponse(chat_json(db, ChatPublic.model_validate(chat), pages), media_type="application/json")
 
 
 @router.patch("/{chat_id}", response_model=ChatPublic, responses=NOT_FOUND | examples.example(200, examples.CHAT))
@@ -297,8 +318,9 @@ async def edit_chat(
     user: CurrentUser,
     db: DatabaseDep,
 ) -> ChatPublic:
-    """Rename, pin, archive, or replace the metadata of a chat; fields left out stay as they are."""
-    updated = await db.write(chat_store.update_chat, user.id, chat_id, changes.model_dump(exclude_unset=True))
+    """Rename, pin, archive, replace the metadata of a chat, or show another branch
+    (`current_message_id`); fields left out stay as they are."""
+    updated = await db.write(message_store.edit_chat, user.id, chat_id, changes.model_dump(exclude_unset=True))
     return ChatPublic.model_validate(updated)
 
 
@@ -334,15 +356,13 @@ async def export_chat(
     db: DatabaseDep,
     format: Literal["json", "markdown", "openai"] = "json",
 ) -> StreamingResponse:
-    """The chat as JSON (chat and messages), a Markdown transcript, or `{"messages": [{role,
-    content}]}` ready for a chat-completions API."""
-    chat, messages = await db.read(chat_store.chat_with_first_messages, user.id, chat_id, HISTORY_PAGE)
+    """The chat as JSON (the chat and every message of every branch), a Markdown transcript
+    of the path it shows, or that path as `{"messages": [{role, content}]}`, ready for a
+    chat-completions API."""
+    chat = ChatPublic.model_validate(await db.read(chat_store.owned_chat, user.id, chat_id))
     write, media_type, extension = FORMATS[format]
     headers = {"Content-Disposition": f'attachment; filename="chat-{chat_id}.{extension}"'}
-    first_page = MESSAGE_LIST.validate_python(messages)
-    return StreamingResponse(
-        write(db, ChatPublic.model_validate(chat), first_page), media_type=media_type, headers=headers
-    )
+    return StreamingResponse(write(db, chat), media_type=media_type, headers=headers)
 
 
 @router.get(
@@ -357,9 +377,9 @@ async def list_messages(
     before: Cursor = None,
     order: Literal["asc", "desc"] = "asc",
 ) -> MessagePage:
-    """A page of the chat's messages; pass `last_id` as `after` for the next page, or
-    `first_id` as `before` for the previous one."""
-    rows = await db.read(chat_store.message_page, user.id, chat_id, limit, after, before, order)
+    """A page of the chat's messages of every branch, by id (for sync); pass `last_id` as
+    `after` for the next page, or `first_id` as `before` for the previous one."""
+    rows = await db.read(message_store.message_page, user.id, chat_id, limit, after, before, order)
     return MessagePage.of(MESSAGE_LIST.validate_python(rows), limit)
 
 
@@ -376,17 +396,19 @@ async def create_messages(
     db: DatabaseDep,
     key: KeyHeader = None,
 ) -> list[MessagePublic] | Response:
-    """Append 1 to 1,000 messages in order, all or none."""
+    """Append 1 to 1,000 messages in order, all or none: a line below `parent_id`."""
     retry = retryable(key, f"add messages to {chat_id}", batch.model_dump_json())
+    columns = [message.columns() for message in batch.messages]
     created = await write_once(
         db,
         user.id,
         retry,
         MessageList.model_validate,
-        chat_store.add_messages,
+        message_store.add_messages,
         user.id,
         chat_id,
-        message_rows(batch.messages),
+        columns,
+        parent_of(batch),
     )
     return created.root if isinstance(created, MessageList) else created
 
@@ -405,7 +427,7 @@ async def edit_message(
 ) -> MessagePublic:
     changed = changes.model_dump(exclude_unset=True)
     return MessagePublic.model_validate(
-        await db.write(chat_store.update_message, user.id, chat_id, message_id, changed)
+        await db.write(message_store.update_message, user.id, chat_id, message_id, changed)
     )
 
 
@@ -414,6 +436,36 @@ async def edit_message(
     response_model=Deleted,
     responses=NOT_FOUND | examples.example(200, examples.DELETED),
 )
-async def remove_message(chat_id: Id, message_id: Id, user: CurrentUser, db: DatabaseDep) -> Deleted:
-    await db.write(chat_store.delete_message, user.id, chat_id, message_id)
+async def remove_message(
+    chat_id: Id,
+    message_id: Id,
+    user: CurrentUser,
+    db: DatabaseDep,
+    subtree: Annotated[bool, Query(description="Remove every message below it too")] = False,
+) -> Deleted:
+    """Remove a message. Its children move up to its parent, so a line stays a line;
+    with `subtree=true` they go with it. A removed current leaf moves to the newest
+    surviving leaf below the removed message's parent."""
+    await db.write(message_store.delete_message, user.id, chat_id, message_id, subtree)
     return Deleted()
+
+
+@router.get("/{chat_id}/path", response_model=MessagePage, responses=NOT_FOUND | examples.example(200, examples.PAGE))
+async def read_path(
+    chat_id: Id,
+    user: CurrentUser,
+    db: DatabaseDep,
+    message_id: Annotated[
+        Id | None, Query(description="The path through this message (default: the one shown)")
+    ] = None,
+    limit: PageSize = 50,
+    before: Cursor = None,
+    after: Cursor = None,
+) -> MessagePage:
+    """A page of a path, oldest first. No cursor: the page that ends at the leaf; then
+    `first_id` as `before` for the page before it (toward the root, `has_more` while there
+    is more that way), or `last_id` as `after` for the page after it (toward the leaf)."""
+    rows, more = await db.read(message_store.path_page, user.id, chat_id, message_id, limit, before, after)
+    page = MessagePage.of(MESSAGE_LIST.validate_python(rows), limit)
+    page.has_more = more
+    return page

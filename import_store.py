@@ -5,10 +5,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection, RowMapping, insert
+from sqlalchemy import Connection, RowMapping
 
-from chat_store import ADD_CHAT, MESSAGES
 from chatgpt import ImportedConversation
+from message_store import NewMessage, add_chat_with_tree
 
 
 @dataclass
@@ -17,9 +17,6 @@ class Imported:
     messages: int = 0
     skipped_messages: int = 0
     skipped_conversations: int = 0
-
-
-ADD_IMPORTED_MESSAGES = insert(MESSAGES)
 
 
 def store_import(
@@ -35,29 +32,27 @@ def store_import(
             imported.skipped_conversations += 1
             continue
         created_at = conversation.created_at or now
-        values = {
-            "owner_id": owner_id,
+        chat = {
             "title": conversation.title,
             "metadata": {"source": "chatgpt"}
             | ({"chatgpt_id": conversation.source_id} if conversation.source_id else {}),
             "created_at": created_at,
             "updated_at": max((m.created_at for m in kept if m.created_at), default=created_at),
         }
-        chat = conn.execute(ADD_CHAT, values).mappings().one()
-        imported.chats.append(chat)
-        rows = [
-            {
-                "chat_id": chat["id"],
-                "owner_id": owner_id,
-                "role": message.role,
-                "content": message.content,
-                "name": message.name,
-                "model": message.model,
-                "metadata": {},
-                "created_at": message.created_at or created_at,
-            }
-            for message in kept
+        messages = [
+            NewMessage(
+                {
+                    "role": message.role,
+                    "content": message.content,
+                    "name": message.name,
+                    "model": message.model,
+                    "metadata": {},
+                    "created_at": message.created_at or created_at,
+                },
+                ("new", i - 1) if i else None,
+            )
+            for i, message in enumerate(kept)
         ]
-        conn.execute(ADD_IMPORTED_MESSAGES, rows)
-        imported.messages += len(rows)
+        imported.chats.append(add_chat_with_tree(conn, owner_id, chat, messages))
+        imported.messages += len(messages)
     return imported

@@ -84,6 +84,8 @@ class Chat(Base):
     meta: Mapped[dict[str, str]] = mapped_column("metadata", Metadata, server_default="{}")
     created_at: Mapped[datetime] = mapped_column(Timestamp())
     updated_at: Mapped[datetime] = mapped_column(Timestamp())
+    # The leaf the chat shows: the end of the path GET /v1/chats/{id} reads (null when empty).
+    current_message_id: Mapped[int | None] = mapped_column(Id)
 
 
 class Message(Base):
@@ -93,6 +95,8 @@ class Message(Base):
         Index("ix_messages_chat_order", "chat_id", "id"),
         # An owner's messages, newest first: where a search starts.
         Index("ix_messages_owner_recent", "owner_id", "id"),
+        # A message's children (its parent's, for its siblings), in order.
+        Index("ix_messages_chat_parent", "chat_id", "parent_id", "id"),
         CheckConstraint(f"role IN {ROLES}", name="role"),
     )
 
@@ -100,6 +104,10 @@ class Message(Base):
     chat_id: Mapped[int] = mapped_column(ForeignKey("chats.id", ondelete="CASCADE"))
     # The chat's owner, written with the message.
     owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    # Null for a root. A plain column, not a foreign key: a 10,000-message line deleted
+    # with its chat must not cascade 10,000 levels deep. Always an earlier message of the
+    # same chat, so ids rise along every path from a root.
+    parent_id: Mapped[int | None] = mapped_column(Id)
     role: Mapped[str] = mapped_column(String(16))
     content: Mapped[str] = mapped_column(Text)
     name: Mapped[str | None] = mapped_column(String(NAME_MAX))

@@ -13,6 +13,7 @@ from pydantic import (
     EmailStr,
     Field,
     RootModel,
+    Strict,
     StringConstraints,
 )
 
@@ -50,6 +51,8 @@ Metadata = Annotated[dict[MetadataKey, MetadataValue], Field(max_length=rules.ME
 # An id in a path or query: digits only, 1 to MAX_ID.
 Id = Annotated[int, BeforeValidator(_digits), Ge(1), Le(rules.MAX_ID)]
 Count = Annotated[int, BeforeValidator(_digits)]
+# An id in a JSON body: a JSON integer, never a string or a float.
+BodyId = Annotated[int, Strict(), Ge(1), Le(rules.MAX_ID)]
 
 
 class UserCreate(BaseModel):
@@ -107,8 +110,26 @@ class MessageCreate(BaseModel):
     name: Name | None = None
     model: ModelName | None = None
     metadata: Metadata = {}
+    parent_id: BodyId | None = Field(
+        default=None,
+        description="The message this one follows. Left out: the chat's current leaf; null: a new root",
+    )
 
     model_config = ConfigDict(json_schema_extra={"examples": [{"role": "user", "content": "你好, what is FastAPI?"}]})
+
+    def columns(self) -> dict[str, Any]:
+        return self.model_dump(include=MESSAGE_COLUMNS)
+
+
+MESSAGE_COLUMNS = {"role", "content", "name", "model", "metadata"}
+
+
+class ChatMessage(MessageCreate):
+    """A message of a new chat: `id` and `parent_id` name other messages of the same list
+    (as an export writes them), mapped to new ids; a message without `parent_id` follows
+    the one before it."""
+
+    id: BodyId | None = None
 
 
 # In the update bodies a field may be left out, but not set to null: its default is
@@ -126,6 +147,8 @@ class MessagePublic(BaseModel):
 
     id: int
     chat_id: int
+    parent_id: int | None = Field(description="The message this one answers or follows; null for a root")
+    sibling_ids: list[int] = Field(description="The messages with the same parent, itself included, oldest first")
     role: Role
     content: str
     name: str | None
@@ -140,6 +163,11 @@ class MessageList(RootModel[list[MessagePublic]]):
 
 class MessageBatch(BaseModel):
     messages: Annotated[list[MessageCreate], Field(min_length=1, max_length=rules.BATCH_MAX)]
+    parent_id: BodyId | None = Field(
+        default=None,
+        description="The first message's parent (left out: the chat's current leaf; null: a new root); "
+        "each following message is the child of the one before. The messages' own `parent_id` is ignored",
+    )
 
 
 class Page(BaseModel):
@@ -184,7 +212,10 @@ class SearchPage(Page):
 class ChatCreate(BaseModel):
     title: Title
     metadata: Metadata = {}
-    messages: Annotated[list[MessageCreate], Field(max_length=rules.BATCH_MAX)] = []
+    messages: Annotated[list[ChatMessage], Field(max_length=rules.BATCH_MAX)] = []
+    current_message_id: BodyId | None = Field(
+        default=None, description="The `id` of one of `messages` to show (its newest leaf); default: the last"
+    )
 
     model_config = ConfigDict(json_schema_extra={"examples": [{"title": "Trip to Kyoto"}]})
 
@@ -194,6 +225,10 @@ class ChatUpdate(BaseModel):
     pinned: bool = None  # type: ignore[assignment]
     archived: bool = None  # type: ignore[assignment]
     metadata: Metadata = None  # type: ignore[assignment]
+    current_message_id: BodyId = Field(
+        default=None,  # type: ignore[assignment]
+        description="Show the branch through this message: the chat's current leaf becomes its newest leaf",
+    )
 
     model_config = ConfigDict(extra="forbid")
 
@@ -206,6 +241,7 @@ class ChatPublic(BaseModel):
     pinned: bool
     archived: bool
     metadata: dict[str, str]
+    current_message_id: int | None = Field(description="The leaf the chat shows; null when it has no messages")
     created_at: datetime
     updated_at: datetime
 

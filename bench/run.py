@@ -92,6 +92,16 @@ SCENARIOS = [
         baseline="6",
     ),
     Scenario("7 bulk upload of 1,000 messages", "POST", "/v1/chats/{bulk}/messages", "bulk", items=1000),
+    # A path of 10,000 messages with 100 side branches, read from its leaf backwards: the
+    # page 50 messages back, and the page next to the root.
+    Scenario("9 path page of 50 at depth 50", "GET", "/v1/chats/{tree}/path?before={tree_50}&limit=50", items=50),
+    Scenario(
+        "9 path page of 50 at depth 9,950 of 10,000",
+        "GET",
+        "/v1/chats/{tree}/path?before={tree_9950}&limit=50",
+        items=50,
+        baseline="9",
+    ),
     # Six queries in turn (bench/search_corpus.py), by one user of 100,000 messages among
     # 1,000,000: with 32 clients, and with one, the latency of a search on a server not saturated.
     Scenario("8 search 100,000 of 1,000,000 messages", "GET", "", user="searcher", max_p99_ms=100, paths="search"),
@@ -276,9 +286,10 @@ class Seed:
         with httpx.Client(base_url=base_url, timeout=60) as client:
             user_ids = {name: self.sign_up(client, name) for name in names}
             headers = {"Authorization": f"Bearer {self.tokens['writer']}"}
-            for chat in ("append", "chat_50", "chat_100k", "bulk"):
+            for chat in ("append", "chat_50", "chat_100k", "bulk", "tree"):
                 self.ids[chat] = client.post("/v1/chats/", json={"title": chat}, headers=headers).json()["id"]
             chats = [client.post("/v1/chats/", json={"title": f"append {i}"}, headers=headers) for i in range(32)]
+            self.add_tree(client, headers, self.ids["tree"])
         self.paths = {"append": [f"/v1/chats/{chat.json()['id']}/message" for chat in chats]}
         if search:
             self.paths["search"] = search_corpus.paths()
@@ -289,6 +300,22 @@ class Seed:
             self.add_chats(connection, user_ids["owner_10k"], 10_000)
             self.add_chats(connection, user_ids["owner_100k"], 100_000)
             last = connection.execute(text("SELECT max(id) FROM messages")).scalar_one()
+            # As migration 0007 makes today's chats: each message follows the one before.
+            connection.execute(
+                text(
+                    "UPDATE messages SET parent_id = (SELECT max(earlier.id) FROM messages AS earlier "
+                    "WHERE earlier.chat_id = messages.chat_id AND earlier.id < messages.id) "
+                    "WHERE chat_id IN (:chat_50, :chat_100k)"
+                ),
+                self.ids,
+            )
+            connection.execute(
+                text(
+                    "UPDATE chats SET current_message_id = (SELECT max(id) FROM messages WHERE chat_id = chats.id) "
+                    "WHERE id IN (:chat_50, :chat_100k)"
+                ),
+                self.ids,
+            )
         if search:
             started = time.monotonic()
             with engine.begin() as connection:
@@ -315,6 +342,18 @@ class Seed:
         token = client.post("/v1/auth/token", data={"username": username, "password": PASSWORD})
         self.tokens[name] = token.json()["access_token"]
         return registered.json()["id"]
+
+    def add_tree(self, client: httpx.Client, headers: dict[str, str], chat_id: int) -> None:
+        """A path of 10,000 messages through the API, with 100 side branches of 10 below it."""
+        path: list[int] = []
+        for first in range(0, 10_000, 1000):
+            batch = {"messages": [message(i) for i in range(first, first + 1000)]}
+            path += [m["id"] for m in client.post(f"/v1/chats/{chat_id}/messages", json=batch, headers=headers).json()]
+        for branch in range(100):
+            batch = {"parent_id": path[branch * 100 + 50], "messages": [message(i) for i in range(10)]}
+            client.post(f"/v1/chats/{chat_id}/messages", json=batch, headers=headers).raise_for_status()
+        client.patch(f"/v1/chats/{chat_id}", json={"current_message_id": path[-1]}, headers=headers).raise_for_status()
+        self.ids["tree_50"], self.ids["tree_9950"] = path[-50], path[50]
 
     @staticmethod
     def add_messages(connection, owner_id: int, chat_id: int, count: int) -> None:

@@ -86,6 +86,17 @@ class NotAnExport(DomainError):
     status_code = status.HTTP_422_UNPROCESSABLE_CONTENT
 
 
+class Unprocessable(DomainError):
+    """Input that is well-formed but names what is not there (a parent not in the chat):
+    a 422 in the shape of every other one, naming the input."""
+
+    status_code = status.HTTP_422_UNPROCESSABLE_CONTENT
+
+    def __init__(self, where: tuple[str | int, ...], message: str) -> None:
+        super().__init__(message)
+        self.where = where
+
+
 class RateLimited(DomainError):
     status_code = status.HTTP_429_TOO_MANY_REQUESTS
 
@@ -122,6 +133,9 @@ def _validation_errors(errors: Any) -> list[dict[str, Any]]:
 
 async def domain_error(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, DomainError)
+    if isinstance(exc, Unprocessable):
+        detail = [{"type": "value_error", "loc": list(exc.where), "msg": exc.detail}]
+        return JSONResponse({"detail": detail}, exc.status_code)
     return JSONResponse({"detail": exc.detail}, exc.status_code, headers=exc.headers)
 
 

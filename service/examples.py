@@ -10,12 +10,15 @@ CHAT = {
     "pinned": False,
     "archived": False,
     "metadata": {"project": "travel"},
+    "current_message_id": 1002,
     "created_at": "2026-05-01T09:30:00Z",
     "updated_at": "2026-05-01T09:31:12.250000Z",
 }
 QUESTION = {
     "id": 1001,
     "chat_id": 42,
+    "parent_id": 1000,
+    "sibling_ids": [1001],
     "role": "user",
     "content": "Plan 2 days in 京都, please.",
     "name": "alice",
@@ -26,6 +29,8 @@ QUESTION = {
 ANSWER = {
     "id": 1002,
     "chat_id": 42,
+    "parent_id": 1001,
+    "sibling_ids": [1002],
     "role": "assistant",
     "content": "Day 1: Fushimi Inari ⛩️ at dawn.\nDay 2: Arashiyama 🎋.",
     "name": "travel_planner",

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, select, update
 
 from conftest import DATABASE_URL, PASSWORD, WORK_DIR, Account
 from conftest import ENGINE as engine
@@ -487,16 +487,10 @@ def test_paging_newest_first_walks_back_with_before(client: TestClient, alice: A
 
 def test_a_long_chat_exports_whole_in_every_format(client: TestClient, alice: Account, chat_id: int) -> None:
     count = 2 * HISTORY_PAGE + 7  # three pages of history
-    now = datetime.now(UTC)
-    with engine.begin() as connection:
-        connection.execute(
-            insert(Message),
-            [
-                {"chat_id": chat_id, "owner_id": alice.id, "role": "user", "content": f"line {i} ✓", "created_at": now}
-                for i in range(count)
-            ],
-        )
     texts = [f"line {i} ✓" for i in range(count)]
+    for start in range(0, count, 1000):
+        batch = {"messages": [{"role": "user", "content": text} for text in texts[start : start + 1000]]}
+        assert client.post(f"/v1/chats/{chat_id}/messages", json=batch, headers=alice.headers).status_code == 201
     response = client.get(f"/v1/chats/{chat_id}/export", headers=alice.headers)
     assert "content-length" not in response.headers  # streamed as it is read, not built whole first
     assert response.headers["content-disposition"] == f'attachment; filename="chat-{chat_id}.json"'

@@ -1,0 +1,415 @@
+"""A chat's messages, kept as a tree: the SQL, and the functions that each run in one
+transaction (see database.py). Every message has a parent (null for a root), always an
+earlier message of its chat, so ids rise along every path from a root; the chat shows one
+leaf (`current_message_id`), and the path from the root to it is the conversation as shown.
+
+Every function is scoped to the owner through the chat: another user's chat or message is
+ChatNotFound or MessageNotFound, exactly like one that does not exist. Functions return
+rows (dicts with `sibling_ids`); the routes shape them."""
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from sqlalchemy import Connection, RowMapping, bindparam, delete, func, insert, literal_column, select, update
+
+from chat_store import CHATS, OWNED, add_chat, owned_chat, update_chat
+from models import Message
+from service.errors import ChatNotFound, MessageNotFound, Unprocessable
+from service.rules import MAX_ID
+
+MESSAGES = Message.__table__
+MESSAGE_COLUMNS = tuple(
+    MESSAGES.c[name]
+    for name in ("id", "chat_id", "parent_id", "role", "content", "name", "model", "metadata", "created_at")
+)
+# Not named after the columns: an UPDATE reserves those names for the values it sets.
+THE_CHAT, THE_MESSAGE = bindparam("the_chat"), bindparam("the_message")
+
+# Writes to one chat queue on its row lock (a no-op on SQLite, whose writers are serial
+# anyway), so message ids and created_at times rise together.
+LOCK_CHAT = select(CHATS.c.current_message_id).where(*OWNED).with_for_update()
+TOUCH_CHAT = update(CHATS).where(CHATS.c.id == THE_CHAT).values(updated_at=bindparam("now"))
+SHOW_LEAF = TOUCH_CHAT.values(current_message_id=bindparam("leaf"))
+ADD_MESSAGES = insert(MESSAGES).returning(*MESSAGE_COLUMNS, sort_by_parameter_order=True)
+SET_PARENT = update(MESSAGES).where(MESSAGES.c.id == THE_MESSAGE).values(parent_id=bindparam("parent"))
+MESSAGE_IN_CHAT = (MESSAGES.c.id == THE_MESSAGE, MESSAGES.c.chat_id == THE_CHAT)
+READ_MESSAGE = select(*MESSAGE_COLUMNS).where(*MESSAGE_IN_CHAT)
+PARENT_OF = select(MESSAGES.c.parent_id).where(*MESSAGE_IN_CHAT)
+REATTACH_CHILDREN = (
+    update(MESSAGES)
+    .where(MESSAGES.c.chat_id == THE_CHAT, MESSAGES.c.parent_id == THE_MESSAGE)
+    .values(parent_id=bindparam("parent"))
+)
+DELETE_MESSAGES = delete(MESSAGES).where(MESSAGES.c.id.in_(bindparam("ids", expanding=True)))
+CHILDREN_OF = (
+    select(MESSAGES.c.parent_id, MESSAGES.c.id)
+    .where(MESSAGES.c.chat_id == bindparam("chat_id"), MESSAGES.c.parent_id.in_(bindparam("parents", expanding=True)))
+    .order_by(MESSAGES.c.id)
+)
+ROOTS = (
+    select(MESSAGES.c.id)
+    .where(MESSAGES.c.chat_id == bindparam("chat_id"), MESSAGES.c.parent_id.is_(None))
+    .order_by(MESSAGES.c.id)
+)
+NEWEST_IN_CHAT = select(func.max(MESSAGES.c.id)).where(MESSAGES.c.chat_id == bindparam("chat_id"))
+MESSAGES_AFTER = (
+    select(*MESSAGE_COLUMNS)
+    .where(MESSAGES.c.chat_id == bindparam("chat_id"), MESSAGES.c.id > bindparam("after"))
+    .order_by(MESSAGES.c.id)
+    .limit(bindparam("limit"))
+)
+# A page between two ids (low excluded, high included), in either direction.
+MESSAGES_BETWEEN = {
+    ascending: select(*MESSAGE_COLUMNS)
+    .where(
+        MESSAGES.c.chat_id == bindparam("chat_id"),
+        MESSAGES.c.id > bindparam("low"),
+        MESSAGES.c.id <= bindparam("high"),
+    )
+    .order_by(MESSAGES.c.id.asc() if ascending else MESSAGES.c.id.desc())
+    .limit(bindparam("limit"))
+    for ascending in (True, False)
+}
+MESSAGES_BY_ID = (
+    select(*MESSAGE_COLUMNS).where(MESSAGES.c.id.in_(bindparam("ids", expanding=True))).order_by(MESSAGES.c.id)
+)
+
+
+def _ancestors() -> Any:
+    """`start` and its ancestors, newest first, at most `limit` of them: one index lookup
+    each, so a page deep in a long path costs what the first one does."""
+    path = (
+        select(MESSAGES.c.id, MESSAGES.c.parent_id, literal_column("1").label("n"))
+        .where(MESSAGES.c.id == bindparam("start"), MESSAGES.c.chat_id == bindparam("chat_id"))
+        .cte("path", recursive=True)
+    )
+    step = select(MESSAGES.c.id, MESSAGES.c.parent_id, path.c.n + 1).where(
+        MESSAGES.c.id == path.c.parent_id, path.c.n < bindparam("limit")
+    )
+    path = path.union_all(step)
+    return select(path.c.id, path.c.parent_id)
+
+
+def _descendants() -> Any:
+    """`start` and every message below it."""
+    tree = (
+        select(MESSAGES.c.id)
+        .where(MESSAGES.c.id == bindparam("start"), MESSAGES.c.chat_id == bindparam("chat_id"))
+        .cte("subtree", recursive=True)
+    )
+    step = select(MESSAGES.c.id).where(MESSAGES.c.chat_id == bindparam("chat_id"), MESSAGES.c.parent_id == tree.c.id)
+    tree = tree.union_all(step)
+    return select(tree.c.id)
+
+
+ANCESTORS = _ancestors()
+DESCENDANTS = _descendants()
+# The newest message below (or at) `start` is a leaf: a child would be newer still.
+NEWEST_BELOW = select(func.max(DESCENDANTS.subquery().c.id))
+
+
+class Default:
+    """A parent left out: the chat's current leaf."""
+
+
+DEFAULT = Default()
+
+
+@dataclass(frozen=True, slots=True)
+class NewMessage:
+    """A message to store: its columns, and where it hangs. `parent` is a message id, or
+    ("new", i) for the i-th message of the same call."""
+
+    columns: Mapping[str, Any]
+    parent: int | tuple[str, int] | None
+
+
+def with_siblings(conn: Connection, chat_id: int, rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The rows, each with `sibling_ids`: the ids of the messages with its parent, itself included."""
+    rows = list(rows)
+    parents = {row["parent_id"] for row in rows}
+    children: dict[int | None, list[int]] = defaultdict(list)
+    if known := [parent for parent in parents if parent is not None]:
+        for parent, child in conn.execute(CHILDREN_OF, {"chat_id": chat_id, "parents": known}):
+            children[parent].append(child)
+    if None in parents:
+        children[None] = list(conn.execute(ROOTS, {"chat_id": chat_id}).scalars())
+    return [{**row, "sibling_ids": children[row["parent_id"]]} for row in rows]
+
+
+def _lock_chat(conn: Connection, owner_id: int, chat_id: int) -> int | None:
+    """Locks the owner's chat for a change to its messages; the leaf it shows."""
+    row = conn.execute(LOCK_CHAT, {"chat_id": chat_id, "owner_id": owner_id}).one_or_none()
+    if row is None:
+        raise ChatNotFound()
+    return row.current_message_id
+
+
+def _in_chat(conn: Connection, chat_id: int, message_id: int, field: tuple[str | int, ...]) -> int:
+    """`message_id`, if it is a message of the chat; else a 422 naming `field`."""
+    if conn.execute(PARENT_OF, {"the_chat": chat_id, "the_message": message_id}).first() is None:
+        raise Unprocessable(field, "must be the id of a message of this chat")
+    return message_id
+
+
+def _insert(
+    conn: Connection, owner_id: int, chat_id: int, messages: Sequence[NewMessage], now: datetime
+) -> list[dict[str, Any]]:
+    """Inserts the messages in order, in one statement, then links those whose parent is
+    one of them: ids rise in the order given, so parents must come first."""
+    owned = {"chat_id": chat_id, "owner_id": owner_id}
+    values = [
+        {
+            "created_at": now,
+            **message.columns,
+            **owned,
+            "parent_id": None if isinstance(message.parent, tuple) else message.parent,
+        }
+        for message in messages
+    ]
+    rows = [dict(row) for row in conn.execute(ADD_MESSAGES, values).mappings()]
+    links = []
+    for row, message in zip(rows, messages, strict=True):
+        if isinstance(message.parent, tuple):
+            row["parent_id"] = rows[message.parent[1]]["id"]
+            links.append({"the_message": row["id"], "parent": row["parent_id"]})
+    if links:
+        conn.execute(SET_PARENT, links)
+    return rows
+
+
+def add_messages(
+    conn: Connection,
+    owner_id: int,
+    chat_id: int,
+    messages: Sequence[Mapping[str, Any]],
+    parent: int | Default | None = DEFAULT,
+) -> list[dict[str, Any]]:
+    """Appends a line of messages (dicts of their columns) below `parent`, the chat's
+    current leaf when left out, None for a new root; the last becomes the current leaf."""
+    current = _lock_chat(conn, owner_id, chat_id)
+    if isinstance(parent, Default):
+        parent = current
+    elif parent is not None:
+        _in_chat(conn, chat_id, parent, ("body", "parent_id"))
+    line = [NewMessage(columns, parent if i == 0 else ("new", i - 1)) for i, columns in enumerate(messages)]
+    now = datetime.now(UTC)
+    rows = _insert(conn, owner_id, chat_id, line, now)
+    conn.execute(SHOW_LEAF, {"the_chat": chat_id, "leaf": rows[-1]["id"], "now": now})
+    return with_siblings(conn, chat_id, rows)
+
+
+def add_message(
+    conn: Connection, owner_id: int, chat_id: int, message: Mapping[str, Any], parent: int | Default | None = DEFAULT
+) -> dict[str, Any]:
+    return add_messages(conn, owner_id, chat_id, [message], parent)[0]
+
+
+def add_chat_with_tree(
+    conn: Connection,
+    owner_id: int,
+    chat: Mapping[str, Any],
+    messages: Sequence[NewMessage],
+    current: int | None = None,
+) -> RowMapping:
+    """A new chat (title, metadata, and optionally created_at and updated_at) with its
+    messages; `current` is the index of the message it shows, else the last one."""
+    now = datetime.now(UTC)
+    created = add_chat(conn, owner_id, chat["title"], chat["metadata"], chat.get("created_at", now))
+    if not messages:
+        return created
+    rows = _insert(conn, owner_id, created["id"], messages, chat.get("created_at", now))
+    leaf = rows[-1]["id"] if current is None else newest_below(conn, created["id"], rows[current]["id"])
+    updated_at = chat.get("updated_at", now)
+    conn.execute(SHOW_LEAF, {"the_chat": created["id"], "leaf": leaf, "now": updated_at})
+    return {**created, "current_message_id": leaf, "updated_at": updated_at}
+
+
+def newest_below(conn: Connection, chat_id: int, message_id: int) -> int:
+    """The most recently created leaf at or below the message."""
+    return conn.execute(NEWEST_BELOW, {"chat_id": chat_id, "start": message_id}).scalar_one()
+
+
+def shown_leaf(conn: Connection, chat_id: int, message_id: int, field: tuple[str | int, ...]) -> int:
+    """The leaf that showing `message_id` shows: its newest leaf; a 422 naming `field`
+    when it is no message of the chat."""
+    return newest_below(conn, chat_id, _in_chat(conn, chat_id, message_id, field))
+
+
+def path_ids(conn: Connection, chat_id: int, leaf: int | None, limit: int = MAX_ID) -> list[int]:
+    """The ids of the path from the root to `leaf`, at most the last `limit` of them, oldest first."""
+    if leaf is None:
+        return []
+    rows = conn.execute(ANCESTORS, {"chat_id": chat_id, "start": leaf, "limit": limit}).all()
+    return [row.id for row in reversed(rows)]
+
+
+def messages_by_id(conn: Connection, chat_id: int, ids: Sequence[int]) -> list[dict[str, Any]]:
+    if not ids:
+        return []
+    return with_siblings(conn, chat_id, conn.execute(MESSAGES_BY_ID, {"ids": list(ids)}).mappings())
+
+
+def chat_with_path(
+    conn: Connection, owner_id: int, chat_id: int, through: int | None, limit: int
+) -> tuple[RowMapping, list[int], list[dict[str, Any]]]:
+    """The chat, the ids of the path it shows (or the path through `through`, to its
+    newest leaf), and the messages of the first `limit` of them."""
+    chat = owned_chat(conn, owner_id, chat_id)
+    leaf = (
+        chat["current_message_id"] if through is None else shown_leaf(conn, chat_id, through, ("query", "message_id"))
+    )
+    ids = path_ids(conn, chat_id, leaf)
+    return chat, ids, messages_by_id(conn, chat_id, ids[:limit])
+
+
+def path_page(
+    conn: Connection,
+    owner_id: int,
+    chat_id: int,
+    through: int | None,
+    limit: int,
+    before: int | None,
+    after: int | None,
+) -> tuple[list[dict[str, Any]], bool]:
+    """A page of the path through `through` (default: the one the chat shows), oldest
+    first, and whether more follow the way it was read: toward the root with `before`
+    (or no cursor: the page that ends at the leaf), toward the leaf with `after`."""
+    chat = owned_chat(conn, owner_id, chat_id)
+    if before is not None:
+        start = conn.execute(PARENT_OF, {"the_chat": chat_id, "the_message": before}).one_or_none()
+        if start is None:
+            raise Unprocessable(("query", "before"), "must be the id of a message of this chat")
+        ids = path_ids(conn, chat_id, start.parent_id, limit + 1)
+        return messages_by_id(conn, chat_id, ids[-limit:]), len(ids) > limit
+    leaf = (
+        chat["current_message_id"] if through is None else shown_leaf(conn, chat_id, through, ("query", "message_id"))
+    )
+    if after is None:
+        ids = path_ids(conn, chat_id, leaf, limit + 1)
+        return messages_by_id(conn, chat_id, ids[-limit:]), len(ids) > limit
+    ids = path_ids(conn, chat_id, leaf)
+    if after not in ids:
+        raise Unprocessable(("query", "after"), "must be the id of a message on this path")
+    following = ids[ids.index(after) + 1 :]
+    return messages_by_id(conn, chat_id, following[:limit]), len(following) > limit
+
+
+def messages_after(conn: Connection, chat_id: int, after: int, limit: int) -> list[dict[str, Any]]:
+    """The chat's messages of every branch, by id."""
+    rows = conn.execute(MESSAGES_AFTER, {"chat_id": chat_id, "after": after, "limit": limit}).mappings()
+    return with_siblings(conn, chat_id, rows)
+
+
+def message_page(
+    conn: Connection,
+    owner_id: int,
+    chat_id: int,
+    limit: int,
+    after: int | None,
+    before: int | None,
+    order: Literal["asc", "desc"],
+) -> list[dict[str, Any]]:
+    """Up to limit + 1 of the chat's messages of every branch by id, OpenAI-style, in the
+    order asked for: `after` and `before` are ids that bound the page in that order. With
+    only `before`, the page is the one just before it (walking backwards)."""
+    owned_chat(conn, owner_id, chat_id)
+    ascending = order == "asc"
+    lower, upper = (after, before) if ascending else (before, after)
+    backwards = before is not None and after is None
+    bounds = {"low": lower or 0, "high": upper - 1 if upper else MAX_ID}
+    rows = conn.execute(MESSAGES_BETWEEN[ascending != backwards], {"chat_id": chat_id, **bounds, "limit": limit + 1})
+    page = with_siblings(conn, chat_id, rows.mappings())
+    if backwards:
+        # The one extra row read tells whether more follow; it stays at the far end.
+        return [*reversed(page[:limit]), *page[limit:]]
+    return page
+
+
+def update_message(
+    conn: Connection, owner_id: int, chat_id: int, message_id: int, changes: dict[str, Any]
+) -> dict[str, Any]:
+    """Sets the given columns (content, metadata) of a message; its chat counts as updated."""
+    _lock_chat(conn, owner_id, chat_id)
+    conn.execute(TOUCH_CHAT, {"the_chat": chat_id, "now": datetime.now(UTC)})
+    ids = {"the_message": message_id, "the_chat": chat_id}
+    query = update(MESSAGES).where(*MESSAGE_IN_CHAT).values(**changes).returning(*MESSAGE_COLUMNS)
+    updated = conn.execute(query if changes else READ_MESSAGE, ids).mappings().one_or_none()
+    if updated is None:
+        raise MessageNotFound()
+    return with_siblings(conn, chat_id, [updated])[0]
+
+
+# Expanding lists are sent in slices, well under SQLite's limit on bound variables.
+SLICE = 10_000
+
+
+def delete_message(conn: Connection, owner_id: int, chat_id: int, message_id: int, subtree: bool) -> None:
+    """Removes the message, and either its descendants too or (so that a line stays a
+    line) re-attaches its children to its parent. A removed current leaf moves to the
+    newest surviving leaf below the removed message's parent."""
+    current = _lock_chat(conn, owner_id, chat_id)
+    found = conn.execute(PARENT_OF, {"the_chat": chat_id, "the_message": message_id}).one_or_none()
+    if found is None:
+        raise MessageNotFound()
+    if subtree:
+        removed = list(conn.execute(DESCENDANTS, {"chat_id": chat_id, "start": message_id}).scalars())
+    else:
+        removed = [message_id]
+        conn.execute(REATTACH_CHILDREN, {"the_chat": chat_id, "the_message": message_id, "parent": found.parent_id})
+    for start in range(0, len(removed), SLICE):
+        conn.execute(DELETE_MESSAGES, {"ids": removed[start : start + SLICE]})
+    leaf = current
+    if current in removed:
+        if found.parent_id is None:
+            leaf = conn.execute(NEWEST_IN_CHAT, {"chat_id": chat_id}).scalar_one()
+        else:
+            leaf = newest_below(conn, chat_id, found.parent_id)
+    conn.execute(SHOW_LEAF, {"the_chat": chat_id, "leaf": leaf, "now": datetime.now(UTC)})
+
+
+class Follows:
+    """A parent left out in a list of new messages: the message before it."""
+
+
+FOLLOWS = Follows()
+
+
+def tree_of(
+    items: Sequence[tuple[Mapping[str, Any], int | None, int | Follows | None]], current: int | None, where: str
+) -> tuple[list[NewMessage], int | None]:
+    """New messages from (columns, the item's own id, the id of its parent) as an export
+    writes them, and the index of the item whose id is `current`. Ids name items of the
+    same list only, earlier ones for parents; a parent left out is the item before."""
+    index: dict[int, int] = {}
+    messages = []
+    for i, (columns, key, parent) in enumerate(items):
+        if key is not None:
+            if key in index:
+                raise Unprocessable(("body", where, i, "id"), "must be unique within the list")
+            index[key] = i
+        if isinstance(parent, Follows):
+            messages.append(NewMessage(columns, ("new", i - 1) if i else None))
+        elif parent is None:
+            messages.append(NewMessage(columns, None))
+        elif parent in index and index[parent] < i:
+            messages.append(NewMessage(columns, ("new", index[parent])))
+        else:
+            raise Unprocessable(("body", where, i, "parent_id"), "must be the id of an earlier message of the list")
+    if current is not None and current not in index:
+        raise Unprocessable(("body", "current_message_id"), "must be the id of one of the messages")
+    return messages, None if current is None else index[current]
+
+
+def edit_chat(conn: Connection, owner_id: int, chat_id: int, changes: dict[str, Any]) -> RowMapping:
+    """A PATCH of the chat: its columns, with `current_message_id` (if given) moved to the
+    newest leaf below the message named."""
+    if "current_message_id" in changes:
+        owned_chat(conn, owner_id, chat_id)
+        changes["current_message_id"] = shown_leaf(
+            conn, chat_id, changes["current_message_id"], ("body", "current_message_id")
+        )
+    return update_chat(conn, owner_id, chat_id, changes)
