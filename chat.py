@@ -305,7 +305,7 @@ async def read_chat(
     as on screen (with `message_id`, the path through that message to its newest leaf;
     the chat is not changed)."""
     chat, ids, messages = await db.read(message_store.chat_with_path, user.id, chat_id, message_id, HISTORY_PAGE)
-    if len(ids) <= HISTORY_PAGE:
+    if ids is None:
         return ChatWithMessages(**chat, messages=messages)
     pages = path_messages(db, chat_id, ids, MESSAGE_LIST.validate_python(messages))
     return StreamingResponse(chat_json(db, ChatPublic.model_validate(chat), pages), media_type="application/json")

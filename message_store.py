@@ -106,6 +106,9 @@ def _descendants() -> Any:
 
 
 ANCESTORS = _ancestors()
+_PATH = ANCESTORS.subquery()
+# The messages of the path ending at `start` (at most `limit` of them), oldest first.
+PATH_MESSAGES = select(*MESSAGE_COLUMNS).join(_PATH, _PATH.c.id == MESSAGES.c.id).order_by(MESSAGES.c.id)
 DESCENDANTS = _descendants()
 # The newest message below (or at) `start` is a leaf: a child would be newer still.
 NEWEST_BELOW = select(func.max(DESCENDANTS.subquery().c.id))
@@ -191,6 +194,7 @@ def add_messages(
     """Appends a line of messages (dicts of their columns) below `parent`, the chat's
     current leaf when left out, None for a new root; the last becomes the current leaf."""
     current = _lock_chat(conn, owner_id, chat_id)
+    follows_leaf = isinstance(parent, Default) or (parent is not None and parent == current)
     if isinstance(parent, Default):
         parent = current
     elif parent is not None:
@@ -199,7 +203,10 @@ def add_messages(
     now = datetime.now(UTC)
     rows = _insert(conn, owner_id, chat_id, line, now)
     conn.execute(SHOW_LEAF, {"the_chat": chat_id, "leaf": rows[-1]["id"], "now": now})
-    return with_siblings(conn, chat_id, rows)
+    if follows_leaf and parent is not None:
+        # The current leaf had no children: each new message is its parent's only child.
+        return [{**row, "sibling_ids": [row["id"]]} for row in rows]
+    return [*with_siblings(conn, chat_id, rows[:1]), *({**row, "sibling_ids": [row["id"]]} for row in rows[1:])]
 
 
 def add_message(
@@ -283,19 +290,25 @@ def path_page(
         start = conn.execute(PARENT_OF, {"the_chat": chat_id, "the_message": before}).one_or_none()
         if start is None:
             raise Unprocessable(("query", "before"), "must be the id of a message of this chat")
-        ids = path_ids(conn, chat_id, start.parent_id, limit + 1)
-        return messages_by_id(conn, chat_id, ids[-limit:]), len(ids) > limit
+        return _page_ending_at(conn, chat_id, start.parent_id, limit)
     leaf = (
         chat["current_message_id"] if through is None else shown_leaf(conn, chat_id, through, ("query", "message_id"))
     )
     if after is None:
-        ids = path_ids(conn, chat_id, leaf, limit + 1)
-        return messages_by_id(conn, chat_id, ids[-limit:]), len(ids) > limit
+        return _page_ending_at(conn, chat_id, leaf, limit)
     ids = path_ids(conn, chat_id, leaf)
     if after not in ids:
         raise Unprocessable(("query", "after"), "must be the id of a message on this path")
     following = ids[ids.index(after) + 1 :]
     return messages_by_id(conn, chat_id, following[:limit]), len(following) > limit
+
+
+def _page_ending_at(conn: Connection, chat_id: int, last: int | None, limit: int) -> tuple[list[dict[str, Any]], bool]:
+    """The `limit` messages of the path ending at `last`, and whether more lie before them."""
+    if last is None:
+        return [], False
+    rows = conn.execute(PATH_MESSAGES, {"chat_id": chat_id, "start": last, "limit": limit + 1}).mappings().all()
+    return with_siblings(conn, chat_id, rows[-limit:]), len(rows) > limit
 
 
 def messages_after(conn: Connection, chat_id: int, after: int, limit: int) -> list[dict[str, Any]]:
