@@ -326,6 +326,10 @@ function chatItem(chat) {
     link.append(" ", pin);
   }
   if (chat.id === state.chatId) link.setAttribute("aria-current", "page");
+  // The open chat's own link changes no address: on a phone it still has to show the chat.
+  link.addEventListener("click", () => {
+    if (link.getAttribute("href") === location.hash) setMenu(false);
+  });
   item.append(link);
   return item;
 }
