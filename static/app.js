@@ -861,7 +861,7 @@ async function importChats(event) {
       if (fraction >= 1) $("import-summary").textContent = "Reading the export…";
     });
     $("import-summary").textContent =
-      `Imported ${result.chats} chats with ${result.messages} messages; ` +
+      `Imported ${result.chats.length} chats with ${result.messages} messages; ` +
       `skipped ${result.skipped_messages} messages and ${result.skipped_conversations} conversations.`;
     form.reset();
     await listChats();
