@@ -69,9 +69,7 @@ function scheduleRefresh() {
   clearTimeout(state.refreshTimer);
   const deadline = Number(sessionStorage.getItem(STORE.deadline) || 0);
   if (!sessionStorage.getItem(STORE.refresh)) return;
-  state.refreshTimer = setTimeout(() => {
-    ensureFresh().catch(() => {});
-  }, Math.max(0, deadline - Date.now()));
+  state.refreshTimer = setTimeout(() => ensureFresh().catch(report), Math.max(0, deadline - Date.now()));
 }
 
 async function refreshTokens() {
@@ -406,10 +404,18 @@ function closeChat() {
   markCurrent();
 }
 
+function showRename(open) {
+  $("rename-form").hidden = !open;
+  $("rename-chat").setAttribute("aria-expanded", String(open));
+  if (open) {
+    $("rename-form").elements.title.value = state.chat.title;
+    $("rename-form").elements.title.focus();
+  }
+}
+
 function showChatFields(chat) {
   state.chat = chat;
   $("chat-title").textContent = chat.title;
-  $("rename-form").elements.title.value = chat.title;
   $("pin-chat").textContent = chat.pinned ? "Unpin" : "Pin";
   $("pin-chat").setAttribute("aria-pressed", String(chat.pinned));
   $("archive-chat").textContent = chat.archived ? "Unarchive" : "Archive";
@@ -432,6 +438,7 @@ async function openChat(chatId, messageId = null) {
   state.chatId = chatId;
   showChatFields(chat);
   resetDelete();
+  showRename(false);
   $("chat").hidden = false;
   $("no-chat").hidden = true;
   setMenu(false);
@@ -909,9 +916,11 @@ function wire() {
   $("new-chat-form").addEventListener("submit", action(createChat));
   $("message-form").addEventListener("submit", action(addMessage));
   $("message-content").addEventListener("keydown", onComposerKey);
-  $("rename-form").addEventListener("submit", action((event) => {
+  $("rename-chat").addEventListener("click", () => showRename($("rename-form").hidden));
+  $("rename-form").addEventListener("submit", action(async (event) => {
     const title = event.target.elements.title.value;
-    return updateChat({ title }, (chat) => `Renamed to “${chat.title}”.`);
+    await updateChat({ title }, (chat) => `Renamed to “${chat.title}”.`);
+    showRename(false);
   }));
   $("pin-chat").addEventListener("click", action(() =>
     updateChat({ pinned: !state.chat.pinned }, (chat) => (chat.pinned ? "Pinned." : "Unpinned."))));

@@ -154,9 +154,9 @@ def tab(browser: Browser) -> Iterator[Tab]:
         yield tab
 
 
-def registered(api: str) -> tuple[str, str]:
+def registered(api: str, username: str | None = None) -> tuple[str, str]:
     """A new user's (username, token), made through the API."""
-    username = unique_name("browser")
+    username = username or unique_name("browser")
     response = httpx.post(
         f"{api}/v1/auth/register",
         json={"email": f"{username}@example.com", "username": username, "password": PASSWORD},
@@ -444,6 +444,7 @@ def test_the_client_keeps_chats_with_safe_markdown_addresses_pins_archive_and_ed
     assert reply.locator("a", has_text="a picture").get_attribute("href") == "https://example.com/x.png"
     assert page.locator("#messages img").count() == 0
     assert not any(urlsplit(url).path == "/app/x" for url in app_tab.requests)
+    page.screenshot(path=SCREENSHOTS / f"app-{'desktop' if width > PHONE_MAX else 'phone'}.png")
     reply.get_by_role("button", name="Copy code").first.click()
     expect(reply.get_by_role("button", name="Copy code").first).to_have_text("Copied")
     assert page.evaluate("navigator.clipboard.readText()") == "print('arigato')\n"
@@ -452,7 +453,6 @@ def test_the_client_keeps_chats_with_safe_markdown_addresses_pins_archive_and_ed
     page.get_by_label("Message", exact=True).focus()
     page.keyboard.press("Tab")
     assert page.evaluate("getComputedStyle(document.activeElement).outlineStyle") == "solid"
-    page.screenshot(path=SCREENSHOTS / f"app-{'desktop' if width > PHONE_MAX else 'phone'}.png")
 
     # Edit a message, delete another.
     messages.nth(1).get_by_role("button", name="Edit").click()
@@ -466,8 +466,10 @@ def test_the_client_keeps_chats_with_safe_markdown_addresses_pins_archive_and_ed
     expect(messages.locator(".role")).to_have_text(["user", "user", "assistant"])
 
     # Rename; pin the other chat, which then leads the list.
-    page.get_by_label("Title", exact=True).fill("Kyoto in two days")
     page.get_by_role("button", name="Rename").click()
+    page.get_by_label("Title", exact=True).fill("Kyoto in two days")
+    page.get_by_role("button", name="Save title").click()
+    expect(page.get_by_label("Title", exact=True)).to_be_hidden()
     expect(page.locator("#chat-title")).to_have_text("Kyoto in two days")
     expect(page.locator("#status")).to_have_text("Renamed to “Kyoto in two days”.")
     open_chat(page, "Groceries")
@@ -545,7 +547,7 @@ QUOKKA_CHATS = 25
 
 @pytest.fixture(scope="module")
 def library(api: str) -> Library:
-    username, token = registered(api)
+    username, token = registered(api, "lin")  # a fixed name keeps the screenshots stable
     chat = httpx.post(f"{api}/v1/chats/", json={"title": "A long conversation"}, headers=bearer(token), timeout=60)
     long_chat = chat.json()["id"]
     contents = [f"Message {n} of the long conversation." for n in range(1, LONG_CHAT + 1)]
@@ -620,11 +622,11 @@ def test_search_finds_across_chats_pages_and_opens_a_chat_at_the_message(
     expect(results.nth(1).locator(".snippet")).to_have_text(f"quokka number {QUOKKA_CHATS - 1} <b>not bold</b>")
     expect(results.nth(1).locator("mark")).to_have_text("quokka")
     assert page.locator("#results b").count() == 0
+    page.screenshot(path=SCREENSHOTS / f"search-{'desktop' if width_of(page) > PHONE_MAX else 'phone'}.png")
     page.get_by_role("button", name="More results").click()
     expect(results).to_have_count(1 + QUOKKA_CHATS)
     expect(page.get_by_role("button", name="More results")).to_be_hidden()
     assert_no_horizontal_scroll(page)
-    page.screenshot(path=SCREENSHOTS / f"search-{'desktop' if width_of(page) > PHONE_MAX else 'phone'}.png")
 
     # A message deep in the long chat: the chat opens there, with only the pages around it.
     page.get_by_role("searchbox", name="Search all chats").fill("okapi")
