@@ -651,11 +651,18 @@ async function switchBranch(messageId) {
 
 // A new version of a message: a sibling with the same parent, which becomes the current leaf.
 async function postSibling(message, role, content) {
-  await api("POST", `/v1/chats/${state.chatId}/message`, {
+  const posted = await api("POST", `/v1/chats/${state.chatId}/message`, {
     json: { role, content, parent_id: message.parent_id },
   });
-  await refreshChat();
+  becameLeaf(posted);
   await showNewest();
+}
+
+// A new message is the chat's current leaf: the chat's fields need not be read again.
+function becameLeaf(message) {
+  const chat = { ...state.chat, current_message_id: message.id };
+  state.knownChats.set(chat.id, chat);
+  state.chat = chat;
 }
 
 async function refreshChat() {
@@ -753,7 +760,7 @@ async function addMessage() {
     if (!state.view.oldest) state.view.oldest = message;
     scrollToEnd();
   } else {
-    if (state.view && state.view.tree) await refreshChat();
+    if (state.view && state.view.tree) becameLeaf(message);
     history.replaceState(null, "", chatAddress(state.chatId));
     await showNewest();
   }
