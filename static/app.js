@@ -839,6 +839,10 @@ function closeSearch() {
 
 // ---- Import and export ----
 
+function counted(n, noun) {
+  return `${n} ${noun}${n === 1 ? "" : "s"}`;
+}
+
 // XMLHttpRequest, not fetch: only it reports the upload's progress.
 function upload(file, onProgress) {
   return new Promise((resolve, reject) => {
@@ -875,8 +879,8 @@ async function importChats(event) {
       if (fraction >= 1) $("import-summary").textContent = "Reading the export…";
     });
     $("import-summary").textContent =
-      `Imported ${result.chats.length} chats with ${result.messages} messages; ` +
-      `skipped ${result.skipped_messages} messages and ${result.skipped_conversations} conversations.`;
+      `Imported ${counted(result.chats.length, "chat")} with ${counted(result.messages, "message")}; skipped ` +
+      `${counted(result.skipped_messages, "message")} and ${counted(result.skipped_conversations, "conversation")}.`;
     form.reset();
     await listChats();
   } catch (error) {

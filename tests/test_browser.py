@@ -654,6 +654,10 @@ def chatgpt_export_zip(path: Path) -> Path:
     return path
 
 
+def counted(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 RECORD_PROGRESS = """() => {
   window.progressSeen = [];
   const bar = document.getElementById("import-progress");
@@ -687,8 +691,9 @@ def test_import_shows_its_progress_and_summary_and_exports_download(api: str, ap
     page.get_by_label("ChatGPT export (ZIP or conversations.json)").set_input_files(export)
     page.get_by_role("button", name="Import").click()
     expect(page.locator("#import-summary")).to_have_text(
-        f"Imported {len(expected['chats'])} chats with {expected['messages']} messages; skipped "
-        f"{expected['skipped_messages']} messages and {expected['skipped_conversations']} conversations."
+        f"Imported {counted(len(expected['chats']), 'chat')} with {counted(expected['messages'], 'message')}; "
+        f"skipped {counted(expected['skipped_messages'], 'message')} and "
+        f"{counted(expected['skipped_conversations'], 'conversation')}."
     )
     assert page.evaluate("window.progressSeen.at(-1)") == 100
     imported = chats_of(api, token)
