@@ -20,7 +20,7 @@ const state = {
   archivedView: false,
   loadedChats: 0,
   knownChats: new Map(),
-  view: null, // the open history: {oldestId, newestId, hasOlder, hasNewer, tree, loading}
+  view: null, // the open history: {oldest, newestId, hasOlder, hasNewer, tree, loading}
   search: null, // {q, after}
   refreshing: null,
   refreshTimer: null,
@@ -167,7 +167,7 @@ function action(handler) {
 
 const MARKDOWN_TAGS = [
   "a", "p", "br", "hr", "em", "strong", "del", "s", "code", "pre", "blockquote", "ul", "ol", "li",
-  "h1", "h2", "h3", "h4", "h5", "h6", "table", "thead", "tbody", "tr", "th", "td", "span", "sup", "sub",
+  "h1", "h2", "h3", "h4", "h5", "h6", "table", "thead", "tbody", "tr", "th", "td",
 ];
 const MARKDOWN_ATTRIBUTES = ["href", "title", "start", "align"];
 
@@ -221,6 +221,12 @@ function renderMarkdown(container, text) {
 
 async function copyCode(block, button) {
   const code = block.querySelector("code") || block;
+  // Only pages served over https (or from localhost) may write to the clipboard.
+  if (!navigator.clipboard) {
+    getSelection().selectAllChildren(code);
+    say("The code is selected: press Ctrl+C to copy it.");
+    return;
+  }
   await navigator.clipboard.writeText(code.textContent);
   button.textContent = "Copied";
   setTimeout(() => {
@@ -383,6 +389,7 @@ function chatAddress(chatId, messageId) {
 }
 
 async function route() {
+  if (!sessionStorage.getItem(STORE.access)) return;
   const match = location.hash.match(/^#\/chats\/(\d+)(?:\/messages\/(\d+))?$/);
   if (!match) {
     closeChat();
