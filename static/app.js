@@ -20,7 +20,7 @@ const state = {
   archivedView: false,
   loadedChats: 0,
   knownChats: new Map(),
-  view: null, // the open history: {oldest, newestId, hasOlder, hasNewer, tree, loading}
+  view: null, // the open history: {oldest, newestId, hasOlder, hasNewer, tree, and the pages loading: older, newer}
   search: null, // {q, after}
   refreshing: null,
   refreshTimer: null,
@@ -518,7 +518,8 @@ async function showNewest() {
     hasOlder: page.has_more,
     hasNewer: false,
     tree,
-    loading: false,
+    older: null,
+    newer: null,
   };
   showPage([...newestFirst].reverse(), { replace: true });
   scrollToEnd();
@@ -533,7 +534,7 @@ async function showPath(messageId = null) {
   const { messages, ...fields } = chat;
   state.knownChats.set(chatId, fields);
   showChatFields(fields);
-  state.view = { oldest: null, newestId: null, hasOlder: false, hasNewer: false, tree: true, loading: false };
+  state.view = { oldest: null, newestId: null, hasOlder: false, hasNewer: false, tree: true, older: null, newer: null };
   showPage(messages, { replace: true });
   if (messageId) focusMessage(messageId);
   else scrollToEnd();
@@ -559,7 +560,8 @@ async function showAround(messageId) {
     hasOlder: older.has_more,
     hasNewer: newer.has_more,
     tree: false,
-    loading: false,
+    older: null,
+    newer: null,
   };
   showPage([...older.data].reverse().concat(newer.data), { replace: true });
   focusMessage(messageId);
@@ -574,52 +576,57 @@ function focusMessage(messageId) {
   item.focus({ preventScroll: true });
 }
 
-async function loadOlder() {
+// One page at a time each way: a second call while one is loading waits for that one.
+function loadOlder() {
   const view = state.view;
-  if (!view || !view.hasOlder || view.loading || !view.oldest) return;
-  view.loading = true;
-  $("older").hidden = false;
-  try {
-    const chatId = state.chatId;
-    const page = await api(
-      "GET",
-      `/v1/chats/${chatId}/messages?order=desc&limit=${MESSAGE_PAGE}&after=${view.oldest.id}`,
-    );
-    if (view !== state.view) return;
-    if (view.tree && page.data.length && !isPath([view.oldest, ...page.data])) {
-      await showPath();
-      return;
-    }
-    view.hasOlder = page.has_more;
-    if (page.data.length) view.oldest = page.data[page.data.length - 1];
-    showPage([...page.data].reverse(), { prepend: true });
-  } finally {
-    view.loading = false;
+  if (!view || !view.hasOlder || !view.oldest) return Promise.resolve();
+  view.older ||= readOlder(view).finally(() => {
+    view.older = null;
     $("older").hidden = true;
-  }
+  });
+  return view.older;
 }
 
-async function loadNewer() {
-  const view = state.view;
-  if (!view || !view.hasNewer || view.loading) return;
-  view.loading = true;
-  $("newer").hidden = false;
-  try {
-    const page = await api("GET", `/v1/chats/${state.chatId}/messages?limit=${MESSAGE_PAGE}&after=${view.newestId}`);
-    if (view !== state.view) return;
-    view.hasNewer = page.has_more;
-    if (page.data.length) view.newestId = page.last_id;
-    showPage(page.data);
-  } finally {
-    view.loading = false;
-    $("newer").hidden = true;
+async function readOlder(view) {
+  $("older").hidden = false;
+  const page = await api(
+    "GET",
+    `/v1/chats/${state.chatId}/messages?order=desc&limit=${MESSAGE_PAGE}&after=${view.oldest.id}`,
+  );
+  if (view !== state.view) return;
+  if (view.tree && page.data.length && !isPath([view.oldest, ...page.data])) {
+    await showPath();
+    return;
   }
+  view.hasOlder = page.has_more;
+  if (page.data.length) view.oldest = page.data[page.data.length - 1];
+  showPage([...page.data].reverse(), { prepend: true });
+}
+
+function loadNewer() {
+  const view = state.view;
+  if (!view || !view.hasNewer) return Promise.resolve();
+  view.newer ||= readNewer(view).finally(() => {
+    view.newer = null;
+    $("newer").hidden = true;
+  });
+  return view.newer;
+}
+
+async function readNewer(view) {
+  $("newer").hidden = false;
+  const page = await api("GET", `/v1/chats/${state.chatId}/messages?limit=${MESSAGE_PAGE}&after=${view.newestId}`);
+  if (view !== state.view) return;
+  view.hasNewer = page.has_more;
+  if (page.data.length) view.newestId = page.last_id;
+  showPage(page.data);
 }
 
 // Short pages leave nothing to scroll: read older ones until there is, or there are none.
 async function fillScroller() {
   const scroller = $("scroller");
-  while (state.view && state.view.hasOlder && scroller.scrollHeight <= scroller.clientHeight) {
+  const view = state.view;
+  while (view === state.view && view.hasOlder && scroller.scrollHeight <= scroller.clientHeight) {
     await loadOlder();
   }
 }
