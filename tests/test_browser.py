@@ -425,9 +425,14 @@ def test_the_client_keeps_chats_with_safe_markdown_addresses_pins_archive_and_ed
     )
     assert posted.status_code == 201
 
-    # The address survives a reload.
+    # The address survives a reload; the session is this tab's, another tab starts logged out.
     page.reload()
     expect(page.locator("#chat-title")).to_have_text("Trip to Kyoto")
+    other_tab = page.context.new_page()
+    other_tab.goto(f"{api}/app/#/chats/{kyoto}")
+    expect(other_tab.locator("#login-form")).to_be_visible()
+    expect(other_tab.locator("#session")).to_be_hidden()
+    other_tab.close()
     messages = page.locator("#messages li")
     expect(messages.locator(".role")).to_have_text(["system", "user", "user", "assistant"])
     expect(messages.nth(1).locator(".content br")).to_have_count(1)
@@ -489,6 +494,9 @@ def test_the_client_keeps_chats_with_safe_markdown_addresses_pins_archive_and_ed
     # Archive: out of the list, into the archived one, and back.
     open_chat(page, "Groceries")
     page.get_by_role("button", name="Archive", exact=True).click()
+    expect(page.get_by_role("button", name="Unarchive")).to_be_visible()
+    page.reload()  # an archived chat is not in the list, and still opens at its address
+    expect(page.locator("#chat-title")).to_have_text("Groceries")
     expect(page.get_by_role("button", name="Unarchive")).to_be_visible()
     show_list(page)
     expect(page.locator("#chats a")).to_have_text(["Kyoto in two days"])
