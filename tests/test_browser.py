@@ -92,9 +92,17 @@ def front_ends(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, 
 
 @pytest.fixture(scope="module")
 def api(front_ends: tuple[str, str]) -> Iterator[str]:
-    """The app under uvicorn, listing only the first front end in CORS_ORIGINS."""
+    """The app under uvicorn, listing only the first front end in CORS_ORIGINS. These tests
+    register and log in dozens of users from one address: the rate limits are raised."""
     port = free_port()
-    env = server_env(DATABASE_URL=DATABASE_URL, SECRET_KEY=secrets.token_urlsafe(48), CORS_ORIGINS=front_ends[0])
+    limits = {f"RATE_LIMIT_{name}": "100000/minute" for name in ("LOGIN", "REGISTER", "REFRESH", "PASSWORD")}
+    env = server_env(
+        DATABASE_URL=DATABASE_URL,
+        SECRET_KEY=secrets.token_urlsafe(48),
+        CORS_ORIGINS=front_ends[0],
+        REDIS_URL="",
+        **limits,
+    )
     command = [PYTHON, "-m", "uvicorn", "main:app", "--host", "127.0.0.1", "--port", str(port), "--no-access-log"]
     with running(command, env, WORK_DIR, port) as base_url:
         yield base_url
