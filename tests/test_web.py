@@ -60,7 +60,17 @@ def test_an_authorised_request_and_a_refused_large_body_carry_them_too(client: T
     assert_common_headers(too_large)
 
 
-@pytest.mark.parametrize("path", ["/app/", "/app/app.js", "/app/app.css", "/app/favicon.svg"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/app/",
+        "/app/app.js",
+        "/app/app.css",
+        "/app/favicon.svg",
+        "/app/vendor/marked.umd.js",
+        "/app/vendor/purify.min.js",
+    ],
+)
 def test_the_client_is_served_with_a_policy_allowing_only_its_own_assets(client: TestClient, path: str) -> None:
     response = client.get(path)
     assert response.status_code == 200
