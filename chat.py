@@ -2,8 +2,9 @@
 Routes only: the SQL is in chat_store.py, search_store.py and import_store.py; errors are
 raised there as domain errors and answered by service/errors.py."""
 
+import pickle
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from hashlib import sha256
 from typing import Annotated, BinaryIO, Literal, TypeVar
 
@@ -16,7 +17,6 @@ import chat_store
 import import_store
 import message_store
 import search_store
-from chatgpt import ExportFormatError, ImportedConversation, ImportTooLarge, read_export
 from config import MiB
 from schemas import (
     ChatCreate,
@@ -37,12 +37,20 @@ from schemas import (
     OpenAIExport,
     SearchHit,
     SearchPage,
+    SkippedConversationPublic,
 )
 from service import examples
 from service.deps import CurrentUser, DatabaseDep
 from service.errors import ConfirmationMissing, NotAnExport, TooLarge, invalid
 from service.exports import FORMATS, HISTORY_PAGE, MESSAGE_LIST, all_chats_json, chat_json, path_messages
 from service.idempotency import KeyHeader, retryable, write_once
+from service.imports import (
+    ExportFormatError,
+    ImportedConversation,
+    ImportTooLarge,
+    SkippedConversation,
+    read_export,
+)
 from service.rules import MAX_ID, PAGE_MAX
 from service.search_terms import parse, parse_cursor, snippet
 
@@ -138,27 +146,55 @@ async def spooled_upload(request: Request) -> BinaryIO:
     return upload
 
 
-def read_conversations(upload: BinaryIO, max_bytes: int) -> tuple[str, list[ImportedConversation]]:
-    """The upload's digest (what identifies a retry) and its conversations, read in a
-    thread: parsing a large export is CPU work that must not hold up the event loop."""
-    digest = sha256()
-    while chunk := upload.read(MiB):
-        digest.update(chunk)
-    upload.seek(0)
-    try:
-        return digest.hexdigest(), list(read_export(upload, max_bytes))
-    except ImportTooLarge as error:
-        raise TooLarge(str(error)) from None
-    except ExportFormatError as error:
-        raise NotAnExport(f"Not a ChatGPT export: {error}") from None
+class ParsedExport:
+    """An export read in a thread: its digest (what identifies a retry), its format, and
+    its conversations spooled to a temporary file, one pickle each, so that neither the
+    reading nor the storing ever holds more than one conversation."""
+
+    def __init__(self, upload: BinaryIO, max_bytes: int) -> None:
+        digest = sha256()
+        while chunk := upload.read(MiB):
+            digest.update(chunk)
+        upload.seek(0)
+        self.digest = digest.hexdigest()
+        self.spool = tempfile.SpooledTemporaryFile(max_size=8 * MiB)  # noqa: SIM115 - closed by close()
+        try:
+            self.format, conversations = read_export(upload, max_bytes)
+            for conversation in conversations:
+                pickle.dump(conversation, self.spool, pickle.HIGHEST_PROTOCOL)
+        except ImportTooLarge as error:
+            self.close()
+            raise TooLarge(str(error)) from None
+        except ExportFormatError as error:
+            self.close()
+            raise NotAnExport(f"Not a chat export: {error}") from None
+        except BaseException:
+            self.close()
+            raise
+
+    def conversations(self) -> Iterator[ImportedConversation | SkippedConversation]:
+        self.spool.seek(0)
+        while True:
+            try:
+                yield pickle.load(self.spool)
+            except EOFError:
+                return
+
+    def close(self) -> None:
+        self.spool.close()
 
 
 def import_result(imported: import_store.Imported) -> ImportResult:
     return ImportResult(
+        format=imported.format,
         chats=[ChatPublic.model_validate(chat) for chat in imported.chats],
         messages=imported.messages,
         skipped_messages=imported.skipped_messages,
         skipped_conversations=imported.skipped_conversations,
+        skipped_conversation_details=[
+            SkippedConversationPublic(index=skipped.index, source_id=skipped.source_id, reason=skipped.reason)
+            for skipped in imported.skipped
+        ],
     )
 
 
@@ -183,28 +219,33 @@ IMPORT_BODY = {
     response_model=ImportResult,
     responses=RETRY_CONFLICT
     | {413: {"description": "The upload, or what it unpacks to, is over MAX_IMPORT_BYTES"}}
-    | {422: {"description": "Not a ChatGPT export; `detail` says where"}}
+    | {422: {"description": "Not a chat export (or damaged past one conversation); `detail` says where"}}
     | examples.example(201, examples.IMPORT_RESULT),
     openapi_extra={"requestBody": IMPORT_BODY},
 )
 async def import_chats(request: Request, user: CurrentUser, db: DatabaseDep, key: KeyHeader = None) -> ImportResult:
-    """Import a ChatGPT data export: the ZIP as downloaded, or its `conversations.json`,
-    as a multipart upload (field `file`) or as the request body. Each conversation
-    becomes a chat, with the messages of the branch last shown in ChatGPT."""
+    """Import a chat export of ChatGPT, Claude, Open WebUI or LibreChat (told by its content):
+    the ZIP as downloaded, or its JSON, as a multipart upload (field `file`) or as the request
+    body. Each conversation becomes a chat with every branch; a conversation that cannot be
+    read is skipped, and the answer says why."""
     settings = request.app.state.settings
     with await spooled_upload(request) as upload:
-        digest, conversations = await anyio.to_thread.run_sync(read_conversations, upload, settings.max_import_bytes)
-    retry = retryable(key, "import", digest)
-    return await write_once(
-        db,
-        user.id,
-        retry,
-        import_result,
-        import_store.store_import,
-        user.id,
-        conversations,
-        settings.max_content_bytes,
-    )
+        export = await anyio.to_thread.run_sync(ParsedExport, upload, settings.max_import_bytes)
+    try:
+        retry = retryable(key, "import", export.digest)
+        return await write_once(
+            db,
+            user.id,
+            retry,
+            import_result,
+            import_store.store_import,
+            user.id,
+            export.format,
+            export.conversations(),
+            settings.max_content_bytes,
+        )
+    finally:
+        export.close()
 
 
 @router.get(

@@ -18,6 +18,7 @@ from pydantic import (
 )
 
 from service import rules
+from service.imports import FORMATS
 
 
 def _content(text: str) -> str:
@@ -262,11 +263,21 @@ class OpenAIExport(BaseModel):
     messages: list[ChatTurn]
 
 
+class SkippedConversationPublic(BaseModel):
+    index: int = Field(description="The conversation's place in the export, from 0")
+    source_id: str | None = Field(description="Its id in the export, when it has one")
+    reason: str
+
+
 class ImportResult(BaseModel):
+    format: Literal[(*FORMATS, "empty")] = Field(description="The export's format, told by its content")  # type: ignore[valid-type]
     chats: list[ChatPublic]
     messages: int
     skipped_messages: int
     skipped_conversations: int
+    skipped_conversation_details: list[SkippedConversationPublic] = Field(
+        description=f"The first {rules.SKIPPED_LISTED} conversations skipped, with the reason"
+    )
 
 
 class Deleted(BaseModel):

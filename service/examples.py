@@ -48,10 +48,14 @@ MARKDOWN = (
     "## Assistant (travel_planner)\n\nDay 1: Fushimi Inari ⛩️ at dawn.\nDay 2: Arashiyama 🎋.\n"
 )
 IMPORT_RESULT = {
+    "format": "chatgpt",
     "chats": [CHAT | {"metadata": {"source": "chatgpt", "chatgpt_id": "6630f1a0-0b3c-8000-9a8b-3c1d2e4f5a6b"}}],
     "messages": 2,
     "skipped_messages": 3,
     "skipped_conversations": 1,
+    "skipped_conversation_details": [
+        {"index": 1, "source_id": "6631a0b0-1111-8000-aaaa-000000000002", "reason": "`mapping` must be an object"}
+    ],
 }
 DELETED = {"ok": True}
 SEARCH_PAGE = {

@@ -24,6 +24,8 @@ MAX_ID = 2**63 - 1
 ID_PATTERN = r"^[0-9]{1,19}$"
 
 UNTITLED = "Untitled chat"
+# How many skipped conversations an import's answer lists (it counts them all).
+SKIPPED_LISTED = 100
 
 # The largest message content in UTF-8 bytes: a setting (MAX_CONTENT_BYTES), which the
 # app's request-limits middleware puts here for the request it serves.
@@ -36,11 +38,11 @@ def storable(text: str) -> str:
     PostgreSQL cannot store NUL in text and no database can store a lone surrogate:
     refusing both everywhere keeps every backend alike."""
     if "\x00" in text:
-        raise ValueError("must not contain NUL characters")
+        raise ValueError("contains a NUL character")
     try:
         text.encode()
     except UnicodeEncodeError:
-        raise ValueError("must be valid Unicode (no lone surrogates)") from None
+        raise ValueError("is not valid Unicode (a lone surrogate)") from None
     return text
 
 

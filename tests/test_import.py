@@ -1,4 +1,5 @@
-"""POST /v1/chats/import: a ChatGPT export in, chats out; nothing in when it is broken."""
+"""POST /v1/chats/import: a ChatGPT export in, chats out; a broken conversation skipped, nothing in when the
+file is broken."""
 
 import collections
 import io
@@ -13,11 +14,12 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from chatgpt import ImportTooLarge, UnpackBudget, conversations_in
 from conftest import ENGINE as engine
 from conftest import SETTINGS as settings
 from conftest import Account
 from models import Chat
+from service.imports import ImportTooLarge
+from service.imports.stream import UnpackBudget, json_items
 
 T0 = 1_700_000_000.0
 
@@ -127,8 +129,7 @@ def test_import_a_bare_conversations_json(client: TestClient, alice: Account, bo
         b"not json at all",
         b'{"title": "an object, not a list"}',
         json.dumps(EXPORT).encode()[:-40],  # truncated
-        json.dumps([EXPORT[0], "not a conversation"]).encode(),
-        json.dumps([{**EXPORT[0], "mapping": []}]).encode(),
+        json.dumps(["not a conversation", {"title": "nor this"}]).encode(),
         zipped({"readme.txt": b"no conversations here"}),
         b"PK\x03\x04 a broken zip",
     ],
@@ -142,10 +143,42 @@ def test_a_broken_export_is_422_and_imports_nothing(client: TestClient, alice: A
     assert chat_count(alice) == 0
 
 
-def test_a_nul_in_any_message_rejects_the_whole_import(client: TestClient, alice: Account) -> None:
-    broken = [EXPORT[0], conversation("bad", [("user", "nul \x00 here")], "d")]
-    assert client.post("/v1/chats/import", json=broken, headers=alice.headers).status_code == 422
-    assert chat_count(alice) == 0
+def test_broken_conversations_are_skipped_with_their_reason_and_the_rest_imported(
+    client: TestClient, alice: Account
+) -> None:
+    broken = [
+        EXPORT[0],
+        conversation("bad", [("user", "nul \x00 here")], "d"),
+        "not a conversation",
+        {**EXPORT[2], "mapping": []},
+    ]
+    response = client.post("/v1/chats/import", json=broken, headers=alice.headers)
+    assert response.status_code == 201, response.text
+    result = response.json()
+    assert result["format"] == "chatgpt"
+    assert [chat["title"] for chat in result["chats"]] == ["Kyoto trip"]
+    assert result["skipped_conversations"] == 3
+    assert result["skipped_conversation_details"] == [
+        {"index": 1, "source_id": "d", "reason": "node 'n0': the text contains a NUL character"},
+        {"index": 2, "source_id": None, "reason": "not a chatgpt conversation (must be an object)"},
+        {"index": 3, "source_id": "c", "reason": "`mapping` must be an object"},
+    ]
+    assert chat_count(alice) == 1
+
+
+def test_only_the_first_100_skipped_conversations_are_listed(client: TestClient, alice: Account) -> None:
+    export = [EXPORT[0]] + [{**EXPORT[2], "mapping": None, "id": str(i)} for i in range(150)]
+    result = client.post("/v1/chats/import", json=export, headers=alice.headers).json()
+    assert result["skipped_conversations"] == 150
+    assert [d["index"] for d in result["skipped_conversation_details"]] == list(range(1, 101))
+    # A conversation and then countless items that are not: each counted, the file imported.
+    body = json.dumps(EXPORT[:1])[:-1].encode() + b",0" * 200_000 + b"]"
+    response = client.post("/v1/chats/import", content=body, headers=alice.headers)
+    assert response.status_code == 201
+    assert (response.json()["skipped_conversations"], len(response.json()["skipped_conversation_details"])) == (
+        200_000,
+        100,
+    )
 
 
 def test_an_export_unpacking_past_the_limit_is_413_before_unpacking(
@@ -232,7 +265,12 @@ def test_import_the_sample_export(client: TestClient, alice: Account, way: str) 
     assert [c["title"] for c in result["chats"]] == ["Two days in 京都 🏯", "Regex for e-mail addresses"]
     # Skipped: the hidden system message and custom instructions, the call to the web tool and
     # its result, an empty answer; the o3 reasoning; and all of the hidden-only conversation.
-    assert (result["messages"], result["skipped_messages"], result["skipped_conversations"]) == (7, 7, 1)
+    # The three messages of the branches not shown are kept, as branches.
+    assert (result["messages"], result["skipped_messages"], result["skipped_conversations"]) == (10, 6, 1)
+    assert result["format"] == "chatgpt"
+    assert result["skipped_conversation_details"] == [
+        {"index": 1, "source_id": "6631a0b0-1111-8000-aaaa-000000000002", "reason": "no text"}
+    ]
 
     kyoto = client.get(f"/v1/chats/{result['chats'][0]['id']}", headers=alice.headers).json()
     # The branch that ends at current_node: the edited question, the answer not regenerated away.
@@ -267,6 +305,9 @@ def test_import_the_sample_export(client: TestClient, alice: Account, way: str) 
     assert chat_count(alice) == 2
 
 
+SAMPLE_TITLES = {0: "Two days in 京都 🏯", 2: "Regex for e-mail addresses"}
+
+
 def mutated(change: Callable[[list[dict]], object]) -> bytes:
     conversations = json.loads(SAMPLE)
     change(conversations)
@@ -278,35 +319,52 @@ def node(conversations: list[dict], index: int, node_id: str) -> dict:
 
 
 @pytest.mark.parametrize(
-    ("change", "where"),
+    ("change", "index", "reason"),
     [
-        (lambda c: node(c, 2, "a-c").update(parent="gone"), "conversation 2: node 'a-c' has a parent"),
-        (lambda c: node(c, 2, "root-c").update(parent="a-c"), "conversation 2: node 'a-c' is its own ancestor"),
-        (lambda c: c[2].update(current_node="nowhere"), "conversation 2: `current_node`"),
-        (lambda c: c[2].pop("mapping"), "conversation 2: `mapping` must be an object"),
-        (lambda c: c[1].update(title=["not", "text"]), "conversation 1: `title`"),
-        (lambda c: c[2].update(create_time="yesterday"), "conversation 2: `create_time`"),
-        (lambda c: c[2].update(create_time=1e300), "conversation 2: `create_time` is out of range"),
-        (lambda c: node(c, 2, "u-c")["message"].pop("author"), "conversation 2, node 'u-c': `author.role`"),
-        (lambda c: node(c, 2, "u-c")["message"]["content"].update(parts="text"), "node 'u-c': `content.parts`"),
-        (lambda c: node(c, 2, "u-c").update(message="hello"), "node 'u-c': `message` must be an object"),
-        (lambda c: c[2]["mapping"].update({"a-c": ["not", "a", "node"]}), "node 'a-c' must be an object"),
-        (lambda c: node(c, 0, "a-3")["message"]["content"]["parts"].append("\x00"), "node 'a-3': the text"),
-        (lambda c: c.append(42), "conversation 3: must be an object"),
+        (lambda c: node(c, 2, "a-c").update(parent="gone"), 2, "message 'a-c' has a parent that is not in the"),
+        (lambda c: node(c, 2, "root-c").update(parent="a-c"), 2, "is its own ancestor"),
+        (lambda c: c[2].pop("mapping"), 2, "not a chatgpt conversation"),
+        (lambda c: c[1].update(title=["not", "text"]), 1, "`title` must be a string"),
+        (lambda c: c[2].update(create_time="yesterday"), 2, "`create_time` must be a Unix time"),
+        (lambda c: c[2].update(create_time=1e300), 2, "`create_time` is out of range"),
+        (lambda c: node(c, 2, "u-c")["message"].pop("author"), 2, "node 'u-c': `author.role` is missing"),
+        (lambda c: node(c, 2, "u-c")["message"]["content"].update(parts="text"), 2, "node 'u-c': `content.parts`"),
+        (lambda c: node(c, 2, "u-c").update(message="hello"), 2, "node 'u-c': `message` must be an object"),
+        (lambda c: c[2]["mapping"].update({"a-c": ["not", "a", "node"]}), 2, "node 'a-c' must be an object"),
+        (lambda c: node(c, 0, "a-3")["message"]["content"]["parts"].append("\x00"), 0, "node 'a-3': the text"),
+        (lambda c: c.append(42), 3, "not a chatgpt conversation (must be an object)"),
     ],
 )
-def test_a_malformed_sample_is_422_naming_where_and_imports_nothing(
-    client: TestClient, alice: Account, change: Callable[[list[dict]], object], where: str
+def test_a_malformed_conversation_is_skipped_naming_where_and_the_rest_imported(
+    client: TestClient, alice: Account, change: Callable[[list[dict]], object], index: int, reason: str
 ) -> None:
     body = mutated(change)
     for request in (
         {"content": body, "headers": {"Content-Type": "application/json"}},
         {"files": {"file": ("export.zip", zipped({"conversations.json": body}), "application/zip")}},
     ):
+        before = chat_count(alice)
         response = post_import(client, alice, request)
-        assert response.status_code == 422, response.text
-        assert where in response.json()["detail"]
-    assert chat_count(alice) == 0
+        assert response.status_code == 201, response.text
+        details = response.json()["skipped_conversation_details"]
+        assert [d["index"] for d in details] == sorted({1, index})  # conversation 1 has no visible text
+        assert reason in next(d["reason"] for d in details if d["index"] == index)
+        imported = {title for at, title in SAMPLE_TITLES.items() if at != index}
+        assert {c["title"] for c in response.json()["chats"]} == imported
+        assert chat_count(alice) == before + len(imported)
+
+
+def test_a_current_node_missing_from_mapping_shows_the_newest_leaf(client: TestClient, alice: Account) -> None:
+    def cut(conversations: list[dict]) -> None:
+        conversations[0]["current_node"] = "nowhere"
+        del conversations[0]["mapping"]["a-4-empty"]
+        node(conversations, 0, "a-3")["children"] = []
+
+    result = post_import(client, alice, {"content": mutated(cut)}).json()
+    kyoto = client.get(f"/v1/chats/{result['chats'][0]['id']}", headers=alice.headers).json()
+    # The newest leaf is the answer about the temple, as when current_node named the blank answer after it.
+    assert [m["content"] for m in kyoto["messages"]][-1] == "That is Kinkaku-ji (金閣寺), the Golden Pavilion."
+    assert len(kyoto["messages"]) == 4
 
 
 def test_a_broken_file_in_a_split_export_names_the_file_and_imports_nothing(client: TestClient, alice: Account) -> None:
@@ -319,7 +377,7 @@ def test_a_broken_file_in_a_split_export_names_the_file_and_imports_nothing(clie
     )
     response = post_import(client, alice, {"content": archive})
     assert response.status_code == 422
-    assert response.json()["detail"].startswith("Not a ChatGPT export: conversations-001.json: invalid JSON")
+    assert response.json()["detail"].startswith("Not a chat export: conversations-001.json: invalid JSON")
     assert chat_count(alice) == 0
 
 
@@ -350,9 +408,9 @@ def test_a_zip_whose_headers_understate_its_size_is_refused(
 def test_unpacking_stops_at_the_limit_whatever_the_headers_say() -> None:
     budget = UnpackBudget(1000)
     with pytest.raises(ImportTooLarge):
-        list(conversations_in(budget.reader(io.BytesIO(b"[" + b" " * 2000 + b"]"), "member"), "member"))
+        list(json_items(budget.reader(io.BytesIO(b"[" + b" " * 2000 + b"]"), "member"), "member"))
     within = UnpackBudget(1000).reader(io.BytesIO(b"[" + b" " * 900 + b"]"), "member")
-    assert list(conversations_in(within, "member")) == []
+    assert list(json_items(within, "member")) == []
 
 
 def test_the_declared_size_counts_only_the_conversations(
@@ -399,7 +457,8 @@ def test_messages_over_the_content_limit_are_skipped_not_truncated(
     result = post_import(client, alice, {"content": SAMPLE}).json()
     kyoto = client.get(f"/v1/chats/{result['chats'][0]['id']}", headers=alice.headers).json()
     assert [m["content"] for m in kyoto["messages"]] == ["Which temple is this?"]
-    assert (result["messages"], result["skipped_messages"]) == (1 + 2, 7 + 4)
+    # Kept: three short messages of the Kyoto tree (one on the path shown) and two of the regex chat.
+    assert (result["messages"], result["skipped_messages"]) == (3 + 2, 6 + 5)
 
 
 def test_titles_are_trimmed_cut_to_200_characters_or_made_up(client: TestClient, alice: Account) -> None:
@@ -460,3 +519,40 @@ def test_damaged_archives_are_4xx_never_500(client: TestClient, alice: Account) 
             assert isinstance(response.json()["detail"], str)
             assert chat_count(alice) == before
     assert answers[422] > 100
+
+
+def test_a_chatgpt_tree_of_three_branches_reads_back_branch_by_branch(client: TestClient, alice: Account) -> None:
+    """A question edited twice: three branches below one system message, each with its answer."""
+
+    def node(node_id: str, parent: str | None, children: list[str], role: str | None, text: str, at: float) -> dict:
+        message = None
+        if role is not None:
+            message = {
+                "id": node_id,
+                "author": {"role": role},
+                "create_time": at,
+                "content": {"content_type": "text", "parts": [text]},
+                "metadata": {},
+                "recipient": "all",
+            }
+        return {"id": node_id, "parent": parent, "children": children, "message": message}
+
+    mapping = {
+        "root": node("root", None, ["sys"], None, "", 0),
+        "sys": node("sys", "root", ["q1", "q2", "q3"], "system", "Be brief.", 1_700_000_000),
+    }
+    for i in (1, 2, 3):
+        mapping[f"q{i}"] = node(f"q{i}", "sys", [f"a{i}"], "user", f"question, version {i}", 1_700_000_000 + 10 * i)
+        mapping[f"a{i}"] = node(f"a{i}", f"q{i}", [], "assistant", f"answer {i}", 1_700_000_001 + 10 * i)
+    export = [{"title": "Edited twice", "create_time": 1_700_000_000, "mapping": mapping, "current_node": "a2"}]
+    result = post_import(client, alice, {"content": json.dumps(export).encode()}).json()
+    assert (result["messages"], result["skipped_messages"]) == (7, 0)
+    chat_id = result["chats"][0]["id"]
+    shown = client.get(f"/v1/chats/{chat_id}", headers=alice.headers).json()
+    assert [m["content"] for m in shown["messages"]] == ["Be brief.", "question, version 2", "answer 2"]
+    questions = shown["messages"][1]["sibling_ids"]
+    assert len(questions) == 3
+    for i, question in enumerate(questions, start=1):
+        branch = client.get(f"/v1/chats/{chat_id}?message_id={question}", headers=alice.headers).json()
+        assert [m["content"] for m in branch["messages"]] == ["Be brief.", f"question, version {i}", f"answer {i}"]
+        assert branch["current_message_id"] == shown["current_message_id"]
