@@ -10,6 +10,8 @@ from typing import Any
 
 import httpx
 
+from config import Settings
+from conftest import app
 from server import PYTHON, ROOT, free_port, running, server_env
 
 README = ROOT / "README.md"
@@ -115,3 +117,39 @@ def test_the_walkthrough_runs_as_written_top_to_bottom(fresh_database_url: str, 
         {"deleted": 1},
         {"ok": True},
     ]
+
+
+def section(title: str) -> str:
+    text = README.read_text()
+    start = text.index(f"\n## {title}\n")
+    end = text.find("\n## ", start + 1)
+    return text[start : end if end >= 0 else None]
+
+
+def test_the_readme_stays_short() -> None:
+    assert len(README.read_text().splitlines()) < 350
+
+
+def test_the_api_table_lists_every_endpoint() -> None:
+    documented = set()
+    for row in section("API").splitlines():
+        if row.startswith("| `"):
+            first_cell = row.split("|")[1]
+            documented |= {
+                (method, path.split("?")[0]) for method, path in re.findall(r"`([A-Z]+) (/[^`]*)`", first_cell)
+            }
+    # The schema lists every operation the app serves (the docs pages are not operations).
+    operations = {(method.upper(), path) for path, item in app.openapi()["paths"].items() for method in item}
+    assert documented == operations
+
+
+def test_the_settings_table_lists_every_setting() -> None:
+    documented = set(re.findall(r"`([A-Z][A-Z0-9_]+)`", section("Settings")))
+    assert set(Settings.model_fields) <= {name.lower() for name in documented}
+
+
+def test_the_design_map_names_every_module() -> None:
+    design_map = section("Design map")
+    modules = [p.relative_to(ROOT).as_posix() for p in [*ROOT.glob("*.py"), *(ROOT / "service").glob("*.py")]]
+    missing = [m for m in modules if f"`{m}`" not in design_map and m != "service/__init__.py"]
+    assert missing == []
