@@ -28,6 +28,7 @@ from schemas import (
 from security import TokenSigner
 from service.deps import ClaimsDep, CurrentUser, DatabaseDep, HasherDep, LimiterDep, SignerDep
 from service.errors import Conflict, EmailTaken, LoginFailed, RefreshFailed, WrongPassword
+from service.metrics import LOGIN_FAILURES
 from service.ratelimit import client_address
 
 logger = logging.getLogger(__name__)
@@ -72,6 +73,7 @@ async def check_password(
 
 
 def failed_login(username: str, request: Request) -> LoginFailed:
+    LOGIN_FAILURES.inc()
     logger.warning("Failed login for username %r from %s", username[:100], client_address(request))
     return LoginFailed()
 

@@ -2,6 +2,7 @@
 Routes only: the SQL is in chat_store.py, search_store.py and import_store.py; errors are
 raised there as domain errors and answered by service/errors.py."""
 
+import os
 import pickle
 import tempfile
 from collections.abc import Callable, Iterator
@@ -51,6 +52,7 @@ from service.imports import (
     SkippedConversation,
     read_export,
 )
+from service.metrics import IMPORT_BYTES, IMPORT_MESSAGES
 from service.rules import MAX_ID, PAGE_MAX
 from service.search_terms import parse, parse_cursor, snippet
 
@@ -230,10 +232,12 @@ async def import_chats(request: Request, user: CurrentUser, db: DatabaseDep, key
     read is skipped, and the answer says why."""
     settings = request.app.state.settings
     with await spooled_upload(request) as upload:
+        IMPORT_BYTES.observe(upload.seek(0, os.SEEK_END))
+        upload.seek(0)
         export = await anyio.to_thread.run_sync(ParsedExport, upload, settings.max_import_bytes)
     try:
         retry = retryable(key, "import", export.digest)
-        return await write_once(
+        result = await write_once(
             db,
             user.id,
             retry,
@@ -246,6 +250,9 @@ async def import_chats(request: Request, user: CurrentUser, db: DatabaseDep, key
         )
     finally:
         export.close()
+    if isinstance(result, ImportResult):  # not a replay of an earlier answer
+        IMPORT_MESSAGES.observe(result.messages)
+    return result
 
 
 @router.get(

@@ -27,7 +27,8 @@ class Settings(BaseSettings):
     # Put into access tokens, and required of them, when set.
     jwt_issuer: str = ""
     jwt_audience: str = ""
-    # "development" allows a SECRET_KEY shorter than 32 bytes; nothing else changes with it.
+    # "development" allows a SECRET_KEY shorter than 32 bytes, and a generated one beside a
+    # database other than SQLite.
     environment: Literal["development", "production"] = "production"
 
     # Shared by all workers when set (redis://host:6379/0); else counted in each worker.
@@ -65,6 +66,13 @@ class Settings(BaseSettings):
     argon2_time_cost: int = Field(default=2, ge=1)
     argon2_parallelism: int = Field(default=1, ge=1)
 
+    # GET /metrics answers only when this is set, and only to `Authorization: Bearer <it>`.
+    metrics_token: str = ""
+    # Read by prometheus-client itself from the environment: each worker's values go there.
+    prometheus_multiproc_dir: str = ""
+    # "json": one JSON line per request on standard output.
+    log_format: Literal["text", "json"] = "text"
+
     @field_validator("cors_origins", "trusted_proxies", mode="before")
     @classmethod
     def split_list(cls, value: object) -> object:
@@ -85,7 +93,16 @@ class Settings(BaseSettings):
     @cached_property
     def signing_key(self) -> str:
         """SECRET_KEY, or a key generated once and kept beside the SQLite database."""
-        return self.secret_key or _stored_key(self._key_file())
+        if self.secret_key:
+            return self.secret_key
+        if not self.is_sqlite and self.environment != "development":
+            # A database server is shared by nodes that share no disk: each would generate a
+            # key of its own, and a token signed by one would be refused by the others.
+            raise RuntimeError(
+                "SECRET_KEY must be set when DATABASE_URL is not SQLite, the same on every node "
+                "(or set ENVIRONMENT=development to keep a generated key in ./.secret_key)"
+            )
+        return _stored_key(self._key_file())
 
     def _key_file(self) -> Path:
         url = make_url(self.database_url)

@@ -9,6 +9,7 @@ and no request pays for a hop to a thread and back.
 """
 
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
@@ -22,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from alembic import command
 from config import Settings
+from service.metrics import POOL_WAIT_SECONDS, TRANSACTION_SECONDS
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -93,6 +95,7 @@ class Database:
         self._pooled: AsyncEngine | None = None
         self._reader: AsyncEngine | None = None
         self.connections = anyio.CapacityLimiter(self.pool_size)
+        self._timers = {write: TRANSACTION_SECONDS.labels("write" if write else "read") for write in (False, True)}
 
     async def read(self, work: Work[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         return await self._run(False, lambda conn: work(conn, *args, **kwargs))
@@ -101,24 +104,28 @@ class Database:
         return await self._run(True, lambda conn: work(conn, *args, **kwargs))
 
     async def _run(self, write: bool, work: Callable[[Connection], T]) -> T:
-        if self.inline:
-            # Inline transactions never overlap (each runs to its end without yielding
-            # to the loop), so one long-lived connection serves them all.
-            conn = self._inline_connection
-            if conn is None or conn.closed or conn.invalidated:
-                conn = self._inline_connection = self.engine.connect()
-            return self.transaction(conn, write, work)
+        started = time.perf_counter()
         try:
+            if self.inline:
+                # Inline transactions never overlap (each runs to its end without yielding
+                # to the loop), so one long-lived connection serves them all.
+                conn = self._inline_connection
+                if conn is None or conn.closed or conn.invalidated:
+                    conn = self._inline_connection = self.engine.connect()
+                return self.transaction(conn, write, work)
+            try:
+                return await self._pooled_transaction(write, work)
+            except DBAPIError as error:
+                # A pooled connection the server has since closed (a restart, a terminated
+                # backend) fails at its first statement, and the pool then drops all its
+                # connections as old as it. A statement failed, so no COMMIT was sent and the
+                # server rolled back: the work is run once more, on a new connection. (Not
+                # pinging every connection at checkout saves a round trip per transaction.)
+                if not error.connection_invalidated or error.statement is None:
+                    raise
             return await self._pooled_transaction(write, work)
-        except DBAPIError as error:
-            # A pooled connection the server has since closed (a restart, a terminated
-            # backend) fails at its first statement, and the pool then drops all its
-            # connections as old as it. A statement failed, so no COMMIT was sent and the
-            # server rolled back: the work is run once more, on a new connection. (Not
-            # pinging every connection at checkout saves a round trip per transaction.)
-            if not error.connection_invalidated or error.statement is None:
-                raise
-        return await self._pooled_transaction(write, work)
+        finally:
+            self._timers[write].observe(time.perf_counter() - started)
 
     async def _pooled_transaction(self, write: bool, work: Callable[[Connection], T]) -> T:
         if self._pooled is None:
@@ -132,8 +139,11 @@ class Database:
             self._reader = self._pooled.execution_options(isolation_level="AUTOCOMMIT")
         # The limiter queues transactions first come, first served; the pool's own queue
         # lets a newcomer take a connection a waiter was woken for, which starves some.
-        async with self.connections, (self._pooled if write else self._reader).connect() as conn:
-            return await conn.run_sync(self.transaction, write, work)
+        asked = time.perf_counter()
+        async with self.connections:
+            POOL_WAIT_SECONDS.observe(time.perf_counter() - asked)
+            async with (self._pooled if write else self._reader).connect() as conn:
+                return await conn.run_sync(self.transaction, write, work)
 
     async def close(self) -> None:
         if self._pooled is not None:

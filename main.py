@@ -2,6 +2,7 @@
 `create_app(settings)` builds it, so a test can build one with other settings."""
 
 import gc
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -20,8 +21,13 @@ from schemas import Welcome
 from security import PasswordHasher, TokenSigner
 from service import errors, openapi
 from service.api_docs import ASSETS, ASSETS_URL, docs_pages, docs_router
+from service.asgi import RouteTemplates
+from service.health import health_router
+from service.metrics import forget_this_process, metrics_router
 from service.ratelimit import RateLimiter
 from service.request_limits import RequestLimits
+from service.request_log import RequestLog
+from service.request_metrics import RequestMetrics
 from service.security_headers import SecurityHeaders
 
 # The chat client at /app: static files, no build step (see static/).
@@ -37,15 +43,19 @@ IMPORT_PATH = "/v1/chats/import"
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    if app.state.settings.migrate_on_start:
+    settings: Settings = app.state.settings
+    settings.signing_key  # noqa: B018 - refuses to start without a key every node shares
+    if settings.migrate_on_start:
         await anyio.to_thread.run_sync(app.state.database.migrate)
     # Everything loaded so far lives as long as the process: keeping it out of the
     # collector's scans removes most of the pauses that would otherwise hit p99 latency.
     gc.freeze()
     yield
+    # uvicorn has finished the requests in flight (SIGTERM) before this runs.
     await app.state.database.close()
     await app.state.limiter.close()
     app.state.hasher.close()
+    forget_this_process(bool(settings.prometheus_multiproc_dir))
 
 
 async def welcome() -> Welcome:
@@ -92,8 +102,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     if settings.trusted_proxies:
         app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
+    route_templates = RouteTemplates(app.routes)
+    if settings.metrics_token:
+        app.add_middleware(RequestMetrics, route_template=route_templates)
+    # Outermost: every response carries its request id, even an error answered further out.
+    app.add_middleware(
+        RequestLog, route_template=route_templates, log=sys.stdout if settings.log_format == "json" else None
+    )
 
     app.add_api_route("/v1", welcome, response_model=Welcome, tags=["meta"])
+    limiter: RateLimiter = app.state.limiter
+    app.include_router(health_router(app.state.database, limiter.shared.client if limiter.shared else None))
+    if settings.metrics_token:
+        app.include_router(metrics_router(settings.metrics_token, bool(settings.prometheus_multiproc_dir)))
     app.include_router(api_router)
     app.include_router(docs_router(pages))
     app.mount(ASSETS_URL, StaticFiles(directory=ASSETS), name="docs-assets")

@@ -4,6 +4,7 @@ with wrk and prints a markdown table (also written to bench/results/).
     python bench/run.py                                    # SQLite, one worker
     python bench/run.py --database-url postgresql+psycopg://postgres@127.0.0.1:5432/test --workers 2
     python bench/run.py --only 8                           # search: seeds 1,000,000 messages first
+    python bench/run.py --only 1,2 --reference             # append and read-50 beside bench/reference.py
 
 A PostgreSQL URL names the server: the bench creates its own database there and drops it after.
 """
@@ -44,6 +45,8 @@ settings = Settings()
 BENCH = Path(__file__).resolve().parent
 PASSWORD = "correct horse battery"
 CORES = os.cpu_count() or 1
+# The service's and the reference's: both check the tokens the seed logs in for.
+SECRET_KEY = uuid.uuid4().hex * 2
 
 
 @dataclass
@@ -137,12 +140,24 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--duration", type=float, default=5.0, help="seconds of load per scenario")
     parser.add_argument("--only", help="comma-separated scenario numbers to run (the ceiling always runs)")
+    parser.add_argument(
+        "--reference",
+        action="store_true",
+        help="also drive bench/reference.py (FastAPI and sqlite3, nothing else) with the append and read-50 "
+        "scenarios, on the same database and event loop (SQLite, one worker)",
+    )
     args = parser.parse_args()
+    if args.reference and (args.database_url or args.workers != 1):
+        sys.exit("--reference compares with SQLite on one worker, the asyncio loop of `python main.py`")
     if not shutil.which("wrk"):
         sys.exit("wrk is missing: apt-get install -y wrk")
     load_before = os.getloadavg()[0]
 
-    with database(args.database_url) as url, running_server(url, args.workers) as (base_url, server):
+    with (
+        database(args.database_url) as url,
+        running_server(url, args.workers) as (base_url, server),
+        reference_server(url if args.reference else None) as reference,
+    ):
         engine_name = make_url(url).get_backend_name()
         print(f"# {engine_name}, {args.workers} worker(s), {args.duration:g} s per scenario, seeding...", flush=True)
         chosen = set(args.only.split(",")) if args.only else None
@@ -161,6 +176,9 @@ def main() -> None:
             result = run_wrk(base_url, scenario, seed, args.duration, server)
             rows.append(summarise(scenario, result, rows, ceiling, peak_rss_mb(server), hash_limit))
             print(f"  {rows[-1].scenario}: {rows[-1].requests_per_s:,.0f} req/s", file=sys.stderr, flush=True)
+            if reference is not None and scenario.name in REFERENCE_SCENARIOS:
+                rows.append(compared_with_reference(scenario, rows[-1], reference, seed, args.duration, ceiling))
+                print(f"  {rows[-1].scenario}: {rows[-1].requests_per_s:,.0f} req/s", file=sys.stderr, flush=True)
         peaks = {pid: peak_rss_mb_of(pid) for pid in workers(server)}
 
     when = datetime.now(UTC)
@@ -217,7 +235,7 @@ def running_server(database_url: str, worker_count: int) -> Iterator[tuple[str, 
     env = {
         **os.environ,
         "DATABASE_URL": database_url,
-        "SECRET_KEY": uuid.uuid4().hex * 2,
+        "SECRET_KEY": SECRET_KEY,
         "RELOAD": "false",
         "HOST": "127.0.0.1",
         "PORT": str(port),
@@ -251,6 +269,61 @@ def running_server(database_url: str, worker_count: int) -> Iterator[tuple[str, 
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+REFERENCE_SCENARIOS = ("1 append a message", "2 read a chat of 50 messages")
+
+
+@contextmanager
+def reference_server(database_url: str | None) -> Iterator[tuple[str, int] | None]:
+    """bench/reference.py on the service's (migrated, seeded) SQLite file, or nothing."""
+    if database_url is None:
+        yield None
+        return
+    port = free_port()
+    env = {
+        **os.environ,
+        "REFERENCE_DATABASE": make_url(database_url).database,
+        "SECRET_KEY": SECRET_KEY,
+        "SQLITE_SYNCHRONOUS": settings.sqlite_synchronous,
+        "PORT": str(port),
+    }
+    with open(BENCH / "results" / "reference.log", "wb") as log:
+        process = subprocess.Popen([sys.executable, str(BENCH / "reference.py")], env=env, stdout=log, stderr=log)
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            with suppress(httpx.TransportError):
+                httpx.get(base_url, timeout=1)
+                break
+            if process.poll() is not None or time.monotonic() > deadline:
+                sys.exit("the reference did not start; see bench/results/reference.log")
+            time.sleep(0.2)
+        yield base_url, process.pid
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+
+
+def compared_with_reference(
+    scenario: Scenario, service: Row, reference: tuple[str, int], seed: "Seed", duration: float, ceiling: float | None
+) -> Row:
+    """The same scenario against the reference, just after the service ran it."""
+    base_url, pid = reference
+    result = run_wrk(base_url, scenario, seed, duration, pid)
+    rps = requests_per_s(result)
+    return Row(
+        f"{scenario.name}: reference",
+        rps,
+        result["p50_us"] / 1000,
+        result["p99_us"] / 1000,
+        sum(result[kind] for kind in ("connect", "read", "write", "status", "timeout")),
+        rps / (ceiling or rps),
+        None,
+        peak_rss_mb_of(pid),
+        f"service at {service.requests_per_s / rps:.2f}× the reference",
+    )
 
 
 def wait_until_serving(base_url: str, process: subprocess.Popen, worker_count: int) -> None:

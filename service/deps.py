@@ -44,10 +44,11 @@ async def access_claims(signer: SignerDep, token: Annotated[str, Depends(oauth2_
 ClaimsDep = Annotated[AccessClaims, Depends(access_claims)]
 
 
-async def current_user(db: DatabaseDep, claims: ClaimsDep) -> UserPublic:
+async def current_user(db: DatabaseDep, claims: ClaimsDep, request: Request) -> UserPublic:
     user = await db.read(account_store.current_user, claims.user_id, claims.generation)
     if user is None:
         raise NotAuthenticated()
+    request.state.user_id = claims.user_id  # for the request log
     return UserPublic.model_validate(user)
 
 

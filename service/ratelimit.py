@@ -11,6 +11,7 @@ from fastapi import Request
 
 from config import Settings
 from service.errors import RateLimited
+from service.metrics import RATE_LIMIT_REFUSALS
 
 logger = logging.getLogger(__name__)
 
@@ -87,6 +88,7 @@ class RateLimiter:
                 continue
             hits, remaining = await self._hit(f"{self.prefix}:{limit.name}:{kind}:{who[:KEY_CHARS]}", limit.window)
             if hits > limit.count:
+                RATE_LIMIT_REFUSALS.labels(limit.name).inc()
                 raise RateLimited(limit.name, max(1, math.ceil(remaining)))
 
     async def close(self) -> None:

@@ -43,7 +43,8 @@ def walkthrough(base_url: str) -> tuple[str, int]:
 
 def test_python_main_py_serves_migrates_and_keeps_data_and_tokens_across_a_restart(tmp_path: Path) -> None:
     # A fresh checkout's defaults: the SQLite file and its key appear in the working directory.
-    database = {} if not SERVER_URL else {"DATABASE_URL": DATABASE_URL}
+    # (A database server needs SECRET_KEY, or development mode to keep a generated one.)
+    database = {} if not SERVER_URL else {"DATABASE_URL": DATABASE_URL, "ENVIRONMENT": "development"}
     env = server_env(HOST="127.0.0.1", PORT=str(port := free_port()), RELOAD="false", **database)
     command = [PYTHON, str(ROOT / "main.py")]
     with running(command, env, tmp_path, port) as base_url:
@@ -63,7 +64,7 @@ def test_python_main_py_serves_migrates_and_keeps_data_and_tokens_across_a_resta
 def test_a_token_from_one_worker_works_on_the_other(fresh_database_url: str, tmp_path: Path) -> None:
     # No SECRET_KEY: the workers must agree on the key they generate into the shared file.
     port = free_port()
-    env = server_env(DATABASE_URL=fresh_database_url)
+    env = server_env(DATABASE_URL=fresh_database_url, **({"ENVIRONMENT": "development"} if SERVER_URL else {}))
     command = [PYTHON, "-m", "uvicorn", "main:app", "--port", str(port), "--workers", "2", "--no-access-log"]
     with running(command, env, tmp_path, port) as base_url, ExitStack() as stack:
         username = f"roamer_{uuid.uuid4().hex[:8]}"
