@@ -331,8 +331,12 @@ async def create_message(
     """Add a message below `parent_id` (left out: the chat's current leaf, so a client that
     never sends it builds a line); it becomes the chat's current leaf. Edit a question or
     regenerate an answer: send the new one with the old one's parent."""
-    retry = retryable(key, f"add message to {chat_id}", message.model_dump_json(exclude_unset=True))
     columns, parent = message.columns(), parent_of(message)
+    if key is None and isinstance(parent, message_store.Default):  # the hot path: one statement
+        return MessagePublic.model_validate(await db.write_one(message_store.add_message, user.id, chat_id, columns))
+    # A parent left out and a null parent are different requests.
+    parent_set = "parent_id" in message.model_fields_set
+    retry = retryable(key, f"add message to {chat_id}", message.model_dump_json(), str(parent_set))
     return await write_once(
         db, user.id, retry, MessagePublic.model_validate, message_store.add_message, user.id, chat_id, columns, parent
     )

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from sqlalchemy import Connection, RowMapping, bindparam, delete, func, insert, literal_column, select, update
+from sqlalchemy import Connection, RowMapping, bindparam, delete, func, insert, literal_column, select, text, update
 
 from chat_store import CHATS, OWNED, add_chat, owned_chat, update_chat
 from models import Message
@@ -212,7 +212,45 @@ def add_messages(
 def add_message(
     conn: Connection, owner_id: int, chat_id: int, message: Mapping[str, Any], parent: int | Default | None = DEFAULT
 ) -> dict[str, Any]:
+    if isinstance(parent, Default) and conn.dialect.name == "postgresql":
+        return _append_to_leaf(conn, owner_id, chat_id, message)
     return add_messages(conn, owner_id, chat_id, [message], parent)[0]
+
+
+def _append_statement() -> Any:
+    """PostgreSQL: lock the owner's chat, insert the message below its current leaf, and
+    show the new one, in one statement (one round trip; with Database.write_one, no BEGIN
+    and COMMIT either). The chat's row lock orders concurrent appends as the steps of
+    add_messages do: a waiter re-reads the row, and with it the leaf, once it has the lock."""
+    returned = ", ".join(column.name for column in MESSAGE_COLUMNS)
+    statement = text(
+        "WITH chat AS (SELECT id, current_message_id FROM chats"
+        " WHERE id = :chat_id AND owner_id = :owner_id FOR UPDATE),"
+        " inserted AS (INSERT INTO messages"
+        " (chat_id, owner_id, parent_id, role, content, name, model, metadata, created_at)"
+        " SELECT chat.id, :owner_id, chat.current_message_id, :role, :content, :name, :model, :metadata,"
+        " :created_at FROM chat"
+        f" RETURNING {returned}),"
+        " shown AS (UPDATE chats SET current_message_id = inserted.id, updated_at = :created_at"
+        " FROM inserted WHERE chats.id = inserted.chat_id)"
+        f" SELECT {returned} FROM inserted"
+    )
+    typed = (MESSAGES.c.metadata, MESSAGES.c.created_at)
+    return statement.bindparams(*(bindparam(column.name, type_=column.type) for column in typed)).columns(
+        *MESSAGE_COLUMNS
+    )
+
+
+APPEND_TO_LEAF = _append_statement()
+
+
+def _append_to_leaf(conn: Connection, owner_id: int, chat_id: int, message: Mapping[str, Any]) -> dict[str, Any]:
+    params = {"name": None, "model": None, "metadata": {}, **message, "owner_id": owner_id, "chat_id": chat_id}
+    row = conn.execute(APPEND_TO_LEAF, {**params, "created_at": datetime.now(UTC)}).mappings().one_or_none()
+    if row is None:
+        raise ChatNotFound()
+    # The current leaf had no children: the new message is its parent's only child.
+    return {**row, "sibling_ids": [row["id"]]}
 
 
 def add_chat_with_tree(
