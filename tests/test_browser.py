@@ -699,15 +699,15 @@ def test_import_shows_its_progress_and_summary_and_exports_download(api: str, ap
     page.locator("#transfer summary").click()
 
     # A file that is not an export: its error, nothing imported.
-    page.get_by_label("ChatGPT export (ZIP or conversations.json)").set_input_files(
+    page.get_by_label("Chat export: ChatGPT, Claude, Open WebUI or LibreChat (ZIP or JSON)").set_input_files(
         files=[{"name": "notes.json", "mimeType": "application/json", "buffer": b'{"not": "an export"}'}]
     )
     page.get_by_role("button", name="Import").click()
-    expect(page.locator("#import-summary")).to_contain_text("Import failed: Not a ChatGPT export")
+    expect(page.locator("#import-summary")).to_contain_text("Import failed: Not a chat export")
     assert chats_of(api, token) == []
 
     page.evaluate(RECORD_PROGRESS)
-    page.get_by_label("ChatGPT export (ZIP or conversations.json)").set_input_files(export)
+    page.get_by_label("Chat export: ChatGPT, Claude, Open WebUI or LibreChat (ZIP or JSON)").set_input_files(export)
     page.get_by_role("button", name="Import").click()
     expect(page.locator("#import-summary")).to_have_text(
         f"Imported {counted(len(expected['chats']), 'chat')} with {counted(expected['messages'], 'message')}; "
