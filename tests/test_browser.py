@@ -872,3 +872,61 @@ def test_branches_switch_and_grow_by_edit_and_new_answer(api: str, app_tab: Tab)
     assert not set(reads) & {f"/v1/chats/{chat['id']}", f"/v1/chats/{chat['id']}/messages"}
     assert_no_horizontal_scroll(page)
     assert_clean(app_tab)
+
+
+def test_a_message_written_in_a_chat_opened_mid_branch_follows_that_branch(api: str, app_tab: Tab) -> None:
+    page = app_tab.page
+    username, token = registered(api)
+    chat = httpx.post(
+        f"{api}/v1/chats/",
+        json={"title": "Two roads", "messages": [{"role": "user", "content": "Which road?"}]},
+        headers=bearer(token),
+        timeout=60,
+    ).json()
+    question = httpx.get(f"{api}/v1/chats/{chat['id']}", headers=bearer(token), timeout=60).json()["messages"][0]
+    steps = [{"role": "assistant", "content": "The left road: a pangolin crossed it."}]
+    steps += [{"role": ("user", "assistant")[n % 2], "content": f"Step {n}"} for n in range(1, 61)]
+    left = httpx.post(
+        f"{api}/v1/chats/{chat['id']}/messages",
+        json={"parent_id": question["id"], "messages": steps},
+        headers=bearer(token),
+        timeout=60,
+    ).json()
+    right = httpx.post(
+        f"{api}/v1/chats/{chat['id']}/message",
+        json={"role": "assistant", "content": "The right road.", "parent_id": question["id"]},
+        headers=bearer(token),
+        timeout=60,
+    ).json()
+    assert (
+        httpx.get(f"{api}/v1/chats/{chat['id']}", headers=bearer(token), timeout=60).json()["current_message_id"]
+        == right["id"]
+    )
+
+    # Opened from search deep in the branch not shown: the page ending at the hit and the page after it.
+    log_in(page, api, username)
+    show_list(page)
+    page.get_by_role("searchbox", name="Search all chats").fill("pangolin")
+    page.get_by_role("searchbox", name="Search all chats").press("Enter")
+    page.locator("#results li a").first.click()
+    found = page.locator(f"#message-{left[0]['id']}")
+    expect(found).to_be_in_viewport()
+    expect(found.locator(".position")).to_have_text("1/2")
+    messages = page.locator("#messages li")
+    expect(messages).to_have_count(2 + 50)
+    expect(messages.last.locator(".content")).to_have_text("Step 50")
+
+    # Its leaf is not read yet: the chat is switched to this branch, whose leaf the message follows.
+    page.get_by_label("Message", exact=True).fill("Written on the left road")
+    page.get_by_label("Message", exact=True).press("Enter")
+    expect(messages.last.locator(".content")).to_have_text("Written on the left road")
+    expect(messages.nth(-2).locator(".content")).to_have_text("Step 60")
+    stored = httpx.get(f"{api}/v1/chats/{chat['id']}", headers=bearer(token), timeout=60).json()
+    assert [m["content"] for m in stored["messages"]] == [
+        "Which road?",
+        *(step["content"] for step in steps),
+        "Written on the left road",
+    ]
+    assert stored["current_message_id"] == stored["messages"][-1]["id"]
+    assert_no_horizontal_scroll(page)
+    assert_clean(app_tab)
