@@ -20,7 +20,7 @@ const state = {
   archivedView: false,
   loadedChats: 0,
   knownChats: new Map(),
-  view: null, // the open history: {oldest, newestId, hasOlder, hasNewer, tree, and the pages loading: older, newer}
+  view: null, // the open path: {firstId, lastId, hasOlder, hasNewer, through, and the pages loading: older, newer}
   search: null, // {q, after}
   refreshing: null,
   refreshTimer: null,
@@ -452,7 +452,7 @@ async function openChat(chatId, messageId = null) {
   markCurrent();
   say("");
   if (messageId) await showAround(messageId);
-  else await showNewest();
+  else await showPath();
 }
 
 function messageElement(message) {
@@ -469,7 +469,7 @@ function messageElement(message) {
   item.querySelector(".edit").addEventListener("click", () => startEdit(item, message));
   item.querySelector(".delete").addEventListener("click", action(() => deleteMessage(item, message)));
   item.querySelector(".regenerate").addEventListener("click", () => startEdit(item, message, { asNewAnswer: true }));
-  if ("sibling_ids" in message) showBranches(item, message);
+  showBranches(item, message);
   return item;
 }
 
@@ -492,78 +492,47 @@ function scrollToEnd() {
   $("scroller").scrollTop = $("scroller").scrollHeight;
 }
 
-// A tree's newest page in id order is what the screen shows only when it is the path to the
-// chat's current leaf, each message the child of the one before.
-function isPath(newestFirst, leafId) {
-  if (newestFirst.length === 0) return true;
-  if (!("parent_id" in newestFirst[0])) return true;
-  if (leafId !== undefined && newestFirst[0].id !== leafId) return false;
-  return newestFirst.every((message, i) => i === 0 || newestFirst[i - 1].parent_id === message.id);
-}
-
-// The newest page first, older ones as the reader scrolls up.
-async function showNewest() {
-  const chatId = state.chatId;
-  const page = await api("GET", `/v1/chats/${chatId}/messages?order=desc&limit=${MESSAGE_PAGE}`);
-  if (chatId !== state.chatId) return;
-  const tree = page.data.length > 0 && "parent_id" in page.data[0];
-  if (tree && !isPath(page.data, state.chat.current_message_id)) {
-    await showPath();
-    return;
-  }
-  const newestFirst = page.data;
-  state.view = {
-    oldest: newestFirst[newestFirst.length - 1] || null,
-    newestId: newestFirst.length ? newestFirst[0].id : null,
+// The shown path by pages, oldest first within each: the page that ends at the leaf first,
+// older ones as the reader scrolls up. `through` is the message a search opened the chat at:
+// the path through it, which need not be the one the chat shows.
+function newView(page, { through = null, hasNewer = false } = {}) {
+  return {
+    firstId: page.first_id,
+    lastId: page.last_id,
     hasOlder: page.has_more,
-    hasNewer: false,
-    tree,
+    hasNewer,
+    through,
     older: null,
     newer: null,
   };
-  showPage([...newestFirst].reverse(), { replace: true });
+}
+
+function pathQuery(query) {
+  return `/v1/chats/${state.chatId}/path?limit=${MESSAGE_PAGE}&${query}`;
+}
+
+async function showPath() {
+  const chatId = state.chatId;
+  const page = await api("GET", `/v1/chats/${chatId}/path?limit=${MESSAGE_PAGE}`);
+  if (chatId !== state.chatId) return;
+  state.view = newView(page);
+  showPage(page.data, { replace: true });
   scrollToEnd();
   await fillScroller();
 }
 
-// A tree whose current path is not the newest messages: the path, read whole.
-async function showPath(messageId = null) {
-  const chatId = state.chatId;
-  const chat = await api("GET", `/v1/chats/${chatId}${messageId ? `?message_id=${messageId}` : ""}`);
-  if (chatId !== state.chatId) return;
-  const { messages, ...fields } = chat;
-  state.knownChats.set(chatId, fields);
-  showChatFields(fields);
-  state.view = { oldest: null, newestId: null, hasOlder: false, hasNewer: false, tree: true, older: null, newer: null };
-  showPage(messages, { replace: true });
-  if (messageId) focusMessage(messageId);
-  else scrollToEnd();
-}
-
-// Opened at a message (from search): the pages on either side of it.
+// Opened at a message (from search): the path through it, the page after it and the page
+// that ends at it, which is the page before the first one after it.
 async function showAround(messageId) {
   const chatId = state.chatId;
-  const base = `/v1/chats/${chatId}/messages?limit=${MESSAGE_PAGE}`;
-  const [older, newer] = await Promise.all([
-    api("GET", `${base}&order=desc&after=${messageId}`),
-    api("GET", `${base}&after=${messageId - 1}`),
-  ]);
+  const newer = await api("GET", pathQuery(`message_id=${messageId}&after=${messageId}`));
   if (chatId !== state.chatId) return;
-  const tree = newer.data.length > 0 && "parent_id" in newer.data[0];
-  if (tree) {
-    await showPath(messageId);
-    return;
-  }
-  state.view = {
-    oldest: older.data[older.data.length - 1] || newer.data[0] || null,
-    newestId: newer.last_id,
-    hasOlder: older.has_more,
-    hasNewer: newer.has_more,
-    tree: false,
-    older: null,
-    newer: null,
-  };
-  showPage([...older.data].reverse().concat(newer.data), { replace: true });
+  const ending = newer.data.length ? `before=${newer.first_id}` : `message_id=${messageId}`;
+  const older = await api("GET", pathQuery(ending));
+  if (chatId !== state.chatId) return;
+  state.view = newView(older, { through: messageId, hasNewer: newer.has_more });
+  if (newer.data.length) state.view.lastId = newer.last_id;
+  showPage(older.data.concat(newer.data), { replace: true });
   focusMessage(messageId);
 }
 
@@ -579,7 +548,7 @@ function focusMessage(messageId) {
 // One page at a time each way: a second call while one is loading waits for that one.
 function loadOlder() {
   const view = state.view;
-  if (!view || !view.hasOlder || !view.oldest) return Promise.resolve();
+  if (!view || !view.hasOlder) return Promise.resolve();
   view.older ||= readOlder(view).finally(() => {
     view.older = null;
     $("older").hidden = true;
@@ -589,18 +558,11 @@ function loadOlder() {
 
 async function readOlder(view) {
   $("older").hidden = false;
-  const page = await api(
-    "GET",
-    `/v1/chats/${state.chatId}/messages?order=desc&limit=${MESSAGE_PAGE}&after=${view.oldest.id}`,
-  );
+  const page = await api("GET", pathQuery(`before=${view.firstId}`));
   if (view !== state.view) return;
-  if (view.tree && page.data.length && !isPath([view.oldest, ...page.data])) {
-    await showPath();
-    return;
-  }
   view.hasOlder = page.has_more;
-  if (page.data.length) view.oldest = page.data[page.data.length - 1];
-  showPage([...page.data].reverse(), { prepend: true });
+  if (page.data.length) view.firstId = page.first_id;
+  showPage(page.data, { prepend: true });
 }
 
 function loadNewer() {
@@ -615,10 +577,11 @@ function loadNewer() {
 
 async function readNewer(view) {
   $("newer").hidden = false;
-  const page = await api("GET", `/v1/chats/${state.chatId}/messages?limit=${MESSAGE_PAGE}&after=${view.newestId}`);
+  const through = view.through ? `message_id=${view.through}&` : "";
+  const page = await api("GET", pathQuery(`${through}after=${view.lastId}`));
   if (view !== state.view) return;
   view.hasNewer = page.has_more;
-  if (page.data.length) view.newestId = page.last_id;
+  if (page.data.length) view.lastId = page.last_id;
   showPage(page.data);
 }
 
@@ -637,10 +600,10 @@ function onScroll() {
   if (scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < SCROLL_MARGIN) loadNewer().catch(report);
 }
 
-// ---- Branches (conversations as trees): shown only when the API sends sibling_ids ----
+// ---- Branches: a conversation is a tree, and the page shows one path of it ----
 
 function showBranches(item, message) {
-  const siblings = message.sibling_ids || [];
+  const siblings = message.sibling_ids;
   if (message.role === "assistant") item.querySelector(".regenerate").hidden = false;
   if (siblings.length < 2) return;
   const index = siblings.indexOf(message.id);
@@ -660,7 +623,8 @@ async function switchBranch(messageId) {
   const chat = await api("PATCH", `/v1/chats/${state.chatId}`, { json: { current_message_id: messageId } });
   state.knownChats.set(chat.id, chat);
   showChatFields(chat);
-  await showNewest();
+  history.replaceState(null, "", chatAddress(state.chatId));
+  await showPath();
 }
 
 // A new version of a message: a sibling with the same parent, which becomes the current leaf.
@@ -669,7 +633,8 @@ async function postSibling(message, role, content) {
     json: { role, content, parent_id: message.parent_id },
   });
   becameLeaf(posted);
-  await showNewest();
+  history.replaceState(null, "", chatAddress(state.chatId));
+  await showPath();
 }
 
 // A new message is the chat's current leaf: the chat's fields need not be read again.
@@ -708,12 +673,11 @@ function startEdit(item, message, { asNewAnswer = false } = {}) {
     button.addEventListener("click", action(handler));
     buttons.append(button);
   };
-  const tree = "sibling_ids" in message;
   if (asNewAnswer) {
     addButton("Save as new answer", () => postSibling(message, "assistant", text.value), "");
   } else {
-    if (tree) addButton("Save as new version", () => postSibling(message, message.role, text.value), "");
-    addButton(tree ? "Correct in place" : "Save", () => saveEdit(item, message, text.value), tree ? "quiet" : "");
+    addButton("Save as new version", () => postSibling(message, message.role, text.value), "");
+    addButton("Correct in place", () => saveEdit(item, message, text.value));
   }
   addButton("Cancel", () => form.remove());
   form.append(label, text, buttons);
@@ -735,13 +699,10 @@ async function deleteMessage(item, message) {
     return;
   }
   await api("DELETE", `/v1/chats/${state.chatId}/messages/${message.id}`);
-  if ("parent_id" in message) {
-    await refreshChat();
-    await showNewest();
-  } else {
-    item.remove();
-    $("no-messages").hidden = $("messages").children.length > 0;
-  }
+  // Its children now hang from its parent, and the chat may show another leaf: read the path again.
+  await refreshChat();
+  history.replaceState(null, "", chatAddress(state.chatId));
+  await showPath();
   say("Message deleted.");
 }
 
@@ -762,21 +723,28 @@ async function createChat(event) {
   location.hash = chatAddress(chat.id);
 }
 
+// A new message follows the last one shown. When the path is not read to its leaf (a chat
+// opened at a message), the chat is first switched to that path, whose leaf it then follows.
 async function addMessage() {
   const form = $("message-form");
   const fields = { role: form.elements.role.value, content: form.elements.content.value };
-  if (!fields.content.trim()) return;
+  const view = state.view;
+  if (!fields.content.trim() || !view) return;
+  if (view.hasNewer) {
+    await api("PATCH", `/v1/chats/${state.chatId}`, { json: { current_message_id: view.through } });
+  } else {
+    fields.parent_id = view.lastId;
+  }
   const message = await api("POST", `/v1/chats/${state.chatId}/message`, { json: fields });
   form.elements.content.value = "";
-  if (state.view && !state.view.hasNewer && !state.view.tree) {
+  becameLeaf(message);
+  history.replaceState(null, "", chatAddress(state.chatId));
+  if (view === state.view && !view.hasNewer) {
     showPage([message]);
-    state.view.newestId = message.id;
-    if (!state.view.oldest) state.view.oldest = message;
+    Object.assign(view, { lastId: message.id, firstId: view.firstId ?? message.id, through: null });
     scrollToEnd();
   } else {
-    if (state.view && state.view.tree) becameLeaf(message);
-    history.replaceState(null, "", chatAddress(state.chatId));
-    await showNewest();
+    await showPath();
   }
   await listChats();
 }

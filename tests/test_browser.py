@@ -470,7 +470,7 @@ def test_the_client_keeps_chats_with_safe_markdown_addresses_pins_archive_and_ed
     # Edit a message, delete another.
     messages.nth(1).get_by_role("button", name="Edit").click()
     messages.nth(1).get_by_label("Edit message").fill("Two days in Kyoto: temples?")
-    messages.nth(1).get_by_role("button", name="Save", exact=True).click()
+    messages.nth(1).get_by_role("button", name="Correct in place").click()
     expect(messages.nth(1).locator(".content")).to_have_text("Two days in Kyoto: temples?")
     delete = messages.nth(0).get_by_role("button", name="Delete")
     delete.click()
@@ -607,7 +607,7 @@ def test_a_long_chat_opens_with_its_newest_page_and_older_pages_load_on_scroll_u
     expect(items).to_have_count(50)
     expect(items.last.locator(".content")).to_have_text(f"Message {LONG_CHAT} of the long conversation.")
     paths = [(urlsplit(url).path, urlsplit(url).query) for url in app_tab.requests]
-    assert (f"/v1/chats/{library.long_chat}/messages", "order=desc&limit=50") in paths
+    assert (f"/v1/chats/{library.long_chat}/path", "limit=50") in paths
     assert not any(path == f"/v1/chats/{library.long_chat}" for path, _ in paths)  # never the whole history
 
     # Scrolling up brings the page before, and what was at the top stays in view.
@@ -619,6 +619,9 @@ def test_a_long_chat_opens_with_its_newest_page_and_older_pages_load_on_scroll_u
     expect(items).to_have_count(150)
     shown = [int(item.split("-")[1]) for item in items.evaluate_all("items => items.map((item) => item.id)")]
     assert shown == library.long_ids[-150:]
+    assert (f"/v1/chats/{library.long_chat}/path", f"limit=50&before={library.long_ids[-100]}") in [
+        (urlsplit(url).path, urlsplit(url).query) for url in app_tab.requests
+    ]
     assert_no_horizontal_scroll(page)
     assert_clean(app_tab)
 
@@ -696,15 +699,15 @@ def test_import_shows_its_progress_and_summary_and_exports_download(api: str, ap
     page.locator("#transfer summary").click()
 
     # A file that is not an export: its error, nothing imported.
-    page.get_by_label("ChatGPT export (ZIP or conversations.json)").set_input_files(
+    page.get_by_label("Chat export: ChatGPT, Claude, Open WebUI or LibreChat (ZIP or JSON)").set_input_files(
         files=[{"name": "notes.json", "mimeType": "application/json", "buffer": b'{"not": "an export"}'}]
     )
     page.get_by_role("button", name="Import").click()
-    expect(page.locator("#import-summary")).to_contain_text("Import failed: Not a ChatGPT export")
+    expect(page.locator("#import-summary")).to_contain_text("Import failed: Not a chat export")
     assert chats_of(api, token) == []
 
     page.evaluate(RECORD_PROGRESS)
-    page.get_by_label("ChatGPT export (ZIP or conversations.json)").set_input_files(export)
+    page.get_by_label("Chat export: ChatGPT, Claude, Open WebUI or LibreChat (ZIP or JSON)").set_input_files(export)
     page.get_by_role("button", name="Import").click()
     expect(page.locator("#import-summary")).to_have_text(
         f"Imported {counted(len(expected['chats']), 'chat')} with {counted(expected['messages'], 'message')}; "
@@ -794,13 +797,14 @@ def test_branches_switch_and_grow_by_edit_and_new_answer(api: str, app_tab: Tab)
         headers=bearer(token),
         timeout=60,
     ).json()
-    first = httpx.get(f"{api}/v1/chats/{chat['id']}", headers=bearer(token), timeout=60).json()["messages"][0]
-    if "sibling_ids" not in first:
-        pytest.skip("messages have no sibling_ids: the API's conversations are not trees yet (issue 16)")
+    reads: list[str] = []
+    page.on("request", lambda request: request.method == "GET" and reads.append(urlsplit(request.url).path))
     log_in(page, api, username)
     open_chat(page, "Branches")
     messages = page.locator("#messages li")
     expect(messages.locator(".content")).to_have_text(["First question", "First answer"])
+    expect(messages.locator(".branches")).to_have_count(2)
+    expect(messages.locator(".branches").first).to_be_hidden()
 
     # Edit the question as a new version: a second branch, shown, with no answer yet.
     messages.first.get_by_role("button", name="Edit").click()
@@ -808,21 +812,121 @@ def test_branches_switch_and_grow_by_edit_and_new_answer(api: str, app_tab: Tab)
     messages.first.get_by_role("button", name="Save as new version").click()
     expect(messages.locator(".content")).to_have_text(["Second question"])
     expect(messages.first.locator(".position")).to_have_text("2/2")
+    expect(messages.first.locator(".branches")).to_have_attribute("aria-label", "Version 2 of 2")
 
     # Back to the first branch, then a new answer there.
     messages.first.get_by_role("button", name="Previous version").click()
     expect(messages.locator(".content")).to_have_text(["First question", "First answer"])
     expect(messages.first.locator(".position")).to_have_text("1/2")
+    expect(messages.first.get_by_role("button", name="Previous version")).to_be_disabled()
     messages.last.get_by_role("button", name="New answer").click()
-    messages.last.get_by_label("New answer").fill("Second answer")
+    messages.last.get_by_label("New answer").fill("Second answer, with kumquats")
     messages.last.get_by_role("button", name="Save as new answer").click()
-    expect(messages.locator(".content")).to_have_text(["First question", "Second answer"])
+    expect(messages.locator(".content")).to_have_text(["First question", "Second answer, with kumquats"])
     expect(messages.last.locator(".position")).to_have_text("2/2")
     messages.last.get_by_role("button", name="Previous version").click()
     expect(messages.locator(".content")).to_have_text(["First question", "First answer"])
+    expect(messages.last.locator(".position")).to_have_text("1/2")
+
+    # A reload shows the branch last shown: the server keeps it as the chat's current leaf.
+    page.reload()
+    expect(page.locator("#chat-title")).to_have_text("Branches")
+    expect(messages.locator(".content")).to_have_text(["First question", "First answer"])
+    expect(messages.locator(".position")).to_have_text(["1/2", "1/2"])
+    messages.first.get_by_role("button", name="Next version").click()
+    expect(messages.locator(".content")).to_have_text(["Second question"])
+    page.reload()
+    expect(messages.locator(".content")).to_have_text(["Second question"])
+    expect(messages.first.locator(".position")).to_have_text("2/2")
+
+    # Search finds the answer on a branch not shown: the chat opens on the path through it,
+    # and a message written there follows it.
+    show_list(page)
+    page.get_by_role("searchbox", name="Search all chats").fill("kumquats")
+    page.get_by_role("searchbox", name="Search all chats").press("Enter")
+    results = page.locator("#results li")
+    expect(results).to_have_count(1)
+    results.first.locator("a").click()
+    expect(messages.locator(".content")).to_have_text(["First question", "Second answer, with kumquats"])
+    expect(messages.last).to_have_class(re.compile(r"\bfound\b"))
+    page.get_by_label("Message", exact=True).fill("A follow-up on that branch")
+    page.get_by_label("Message", exact=True).press("Enter")
+    expect(messages.locator(".content")).to_have_text(
+        ["First question", "Second answer, with kumquats", "A follow-up on that branch"]
+    )
+    assert urlsplit(page.url).fragment == f"/chats/{chat['id']}"
+    page.reload()
+    expect(messages.locator(".content")).to_have_text(
+        ["First question", "Second answer, with kumquats", "A follow-up on that branch"]
+    )
 
     stored = httpx.get(f"{api}/v1/chats/{chat['id']}", headers=bearer(token), timeout=60).json()
-    assert [m["content"] for m in stored["messages"]] == ["First question", "First answer"]
+    assert [m["content"] for m in stored["messages"]] == [
+        "First question",
+        "Second answer, with kumquats",
+        "A follow-up on that branch",
+    ]
+    assert stored["current_message_id"] == stored["messages"][-1]["id"]
+    # The client reads a chat only along its path, a page at a time.
+    assert f"/v1/chats/{chat['id']}/path" in reads
+    assert not set(reads) & {f"/v1/chats/{chat['id']}", f"/v1/chats/{chat['id']}/messages"}
+    assert_no_horizontal_scroll(page)
+    assert_clean(app_tab)
+
+
+def test_a_message_written_in_a_chat_opened_mid_branch_follows_that_branch(api: str, app_tab: Tab) -> None:
+    page = app_tab.page
+    username, token = registered(api)
+    chat = httpx.post(
+        f"{api}/v1/chats/",
+        json={"title": "Two roads", "messages": [{"role": "user", "content": "Which road?"}]},
+        headers=bearer(token),
+        timeout=60,
+    ).json()
+    question = httpx.get(f"{api}/v1/chats/{chat['id']}", headers=bearer(token), timeout=60).json()["messages"][0]
+    steps = [{"role": "assistant", "content": "The left road: a pangolin crossed it."}]
+    steps += [{"role": ("user", "assistant")[n % 2], "content": f"Step {n}"} for n in range(1, 61)]
+    left = httpx.post(
+        f"{api}/v1/chats/{chat['id']}/messages",
+        json={"parent_id": question["id"], "messages": steps},
+        headers=bearer(token),
+        timeout=60,
+    ).json()
+    right = httpx.post(
+        f"{api}/v1/chats/{chat['id']}/message",
+        json={"role": "assistant", "content": "The right road.", "parent_id": question["id"]},
+        headers=bearer(token),
+        timeout=60,
+    ).json()
+    assert (
+        httpx.get(f"{api}/v1/chats/{chat['id']}", headers=bearer(token), timeout=60).json()["current_message_id"]
+        == right["id"]
+    )
+
+    # Opened from search deep in the branch not shown: the page ending at the hit and the page after it.
+    log_in(page, api, username)
+    show_list(page)
+    page.get_by_role("searchbox", name="Search all chats").fill("pangolin")
+    page.get_by_role("searchbox", name="Search all chats").press("Enter")
+    page.locator("#results li a").first.click()
+    found = page.locator(f"#message-{left[0]['id']}")
+    expect(found).to_be_in_viewport()
+    expect(found.locator(".position")).to_have_text("1/2")
+    messages = page.locator("#messages li")
+    expect(messages).to_have_count(2 + 50)
+    expect(messages.last.locator(".content")).to_have_text("Step 50")
+
+    # Its leaf is not read yet: the chat is switched to this branch, whose leaf the message follows.
+    page.get_by_label("Message", exact=True).fill("Written on the left road")
+    page.get_by_label("Message", exact=True).press("Enter")
+    expect(messages.last.locator(".content")).to_have_text("Written on the left road")
+    expect(messages.nth(-2).locator(".content")).to_have_text("Step 60")
+    stored = httpx.get(f"{api}/v1/chats/{chat['id']}", headers=bearer(token), timeout=60).json()
+    assert [m["content"] for m in stored["messages"]] == [
+        "Which road?",
+        *(step["content"] for step in steps),
+        "Written on the left road",
+    ]
     assert stored["current_message_id"] == stored["messages"][-1]["id"]
     assert_no_horizontal_scroll(page)
     assert_clean(app_tab)
