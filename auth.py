@@ -14,8 +14,9 @@ from functools import lru_cache
 from hashlib import sha256
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Request, status
-from fastapi.security import OAuth2PasswordBearer, OAuth2PasswordRequestForm
+from fastapi import APIRouter, Depends, Form, HTTPException, Request, status
+from fastapi.exceptions import RequestValidationError
+from fastapi.security import OAuth2PasswordBearer
 from jose import JWTError, jwt
 from passlib.context import CryptContext
 from pydantic import ValidationError
@@ -390,10 +391,29 @@ async def register(user: UserCreate, db: DatabaseDep, request: Request) -> UserP
         raise HTTPException(status.HTTP_409_CONFLICT, "Username or email already registered") from None
 
 
+@dataclass(frozen=True)
+class LoginForm:
+    username: str
+    password: str
+
+
+async def login_form(
+    username: Annotated[str | None, Form()] = None, password: Annotated[str | None, Form()] = None
+) -> LoginForm:
+    """The OAuth2 password form. A form without one of the fields, or with it empty, is a
+    login that cannot succeed: the same 401 as a wrong password. Only no form at all is a 422."""
+    if username is None and password is None:
+        missing = [
+            {"type": "missing", "loc": ("body", name), "msg": "Field required"} for name in ("username", "password")
+        ]
+        raise RequestValidationError(missing)
+    return LoginForm(username or "", password or "")
+
+
 @router.post(
     "/token", response_model=Token, responses={401: {"description": "Incorrect username or password"}} | THROTTLED
 )
-async def login(form: Annotated[OAuth2PasswordRequestForm, Depends()], db: DatabaseDep, request: Request) -> Token:
+async def login(form: Annotated[LoginForm, Depends(login_form)], db: DatabaseDep, request: Request) -> Token:
     """Log in: an access token for `Authorization: Bearer`, and a refresh token for /refresh."""
     await ratelimit.check(ratelimit.LOGIN, request, form.username)
     if not is_valid_login(form.username, form.password):
