@@ -166,7 +166,7 @@ SYNCHRONOUS = (
 )
 
 
-@pytest.mark.parametrize(("setting", "level"), [(None, 2), ("FULL", 2), ("NORMAL", 1)])
+@pytest.mark.parametrize(("setting", "level"), [(None, 2), ("NORMAL", 1)])
 def test_sqlite_synchronous_sets_the_services_connections(tmp_path: Path, setting: str | None, level: int) -> None:
     """What the service's own engine sets on each SQLite connection it opens (2 = FULL, 1 = NORMAL)."""
     env = server_env(DATABASE_URL=f"sqlite:///{tmp_path / 'chat.db'}")
