@@ -2,6 +2,7 @@
 shows: its own settings, its memory, its log."""
 
 import os
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -160,3 +161,17 @@ def test_an_unreachable_redis_is_logged_as_a_warning_and_limits_are_counted_in_m
             assert [login(http, alice.username, "a wrong password").status_code for _ in range(3)] == [401] * 3
             assert retry_after(login(http, alice.username)) <= 60
         assert "Rate limiting in memory, Redis is unavailable" in log_of(base_url)
+
+
+def test_each_kind_of_attempt_has_its_own_count_and_says_which_is_over(alice: Account) -> None:
+    limits = {"RATE_LIMIT_LOGIN": "3/minute", "RATE_LIMIT_REGISTER": "3/minute"}
+    with server(**limits) as base_url, from_address(base_url, "127.0.7.1") as http:
+        assert [login(http, alice.username, "a wrong password").status_code for _ in range(3)] == [401] * 3
+        throttled = login(http, alice.username)
+        assert re.fullmatch(r"Too many login attempts; try again in [0-9]+ seconds", throttled.json()["detail"])
+        assert int(throttled.headers["retry-after"]) <= 60
+        # Logins used up, registering from the same address is not.
+        assert [register(http, unique_name()).status_code for _ in range(3)] == [201] * 3
+        over = register(http, unique_name())
+        assert over.status_code == 429
+        assert over.json()["detail"].startswith("Too many register attempts; try again in ")
