@@ -93,6 +93,24 @@ def test_an_idempotency_key_reused_on_another_endpoint_is_409_and_creates_nothin
     assert (retried.status_code, retried.json()) == (201, created.json())
 
 
+def test_the_same_key_and_body_on_another_chats_messages_is_409(
+    client: TestClient, alice: Account, chat_id: int
+) -> None:
+    other_chat = client.post("/v1/chats/", json={"title": "other"}, headers=alice.headers).json()["id"]
+    headers = {**alice.headers, "Idempotency-Key": "same-body-elsewhere"}
+    message = {"role": "user", "content": "the same words"}
+    assert client.post(f"/v1/chats/{chat_id}/message", json=message, headers=headers).status_code == 201
+    for url, body in [
+        (f"/v1/chats/{other_chat}/message", message),
+        (f"/v1/chats/message?chat_id={other_chat}", message),
+    ]:
+        response = client.post(url, json=body, headers=headers)
+        assert response.status_code == 409, (url, response.text)
+    batch = {"messages": [message]}
+    assert client.post(f"/v1/chats/{chat_id}/messages", json=batch, headers=headers).status_code == 409
+    assert (messages_in(chat_id), messages_in(other_chat)) == (1, 0)
+
+
 def test_the_query_url_message_form_takes_a_key_and_replays(client: TestClient, alice: Account, chat_id: int) -> None:
     headers = {**alice.headers, "Idempotency-Key": "query-form"}
     url = f"/v1/chats/message?chat_id={chat_id}"
