@@ -38,6 +38,7 @@ def stored(database_url: str, chat_id: int) -> list:
         engine.dispose()
 
 
+@pytest.mark.timeout(300)  # two server starts and 2,000 appends: about a minute on PostgreSQL
 def test_two_workers_32_clients_2000_appends_all_stored_in_order(fresh_database_url: str, tmp_path: Path) -> None:
     port = free_port()
     # Both workers migrate the empty database at start-up, at the same moment.
