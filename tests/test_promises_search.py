@@ -6,7 +6,7 @@ import re
 from fastapi.testclient import TestClient
 from test_search import found, new_chat, search
 
-from conftest import Account
+from conftest import SERVER_URL, Account
 
 
 def test_and_or_not_near_are_plain_words(client: TestClient, alice: Account) -> None:
@@ -75,3 +75,13 @@ def test_a_latin_word_against_cjk_text_is_found_through_the_cjk_around_it(client
     assert found(client, alice, "python") == [f"m{spaced}"]
     assert found(client, alice, "用") == [f"m{spaced}", f"m{mixed}"]
     assert found(client, alice, "写") == [f"m{spaced}", f"m{mixed}"]
+
+
+def test_a_word_over_2000_bytes_is_not_indexed_on_postgresql_and_the_rest_of_its_text_is(
+    client: TestClient, alice: Account
+) -> None:
+    long_word = "𝐀" * 501  # 2,004 bytes of UTF-8: a letter outside the CJK ranges
+    _, (message,) = new_chat(client, alice, "Long words", f"before {long_word} after")
+    assert found(client, alice, "before after") == [f"m{message}"]
+    expected = [] if SERVER_URL else [f"m{message}"]
+    assert found(client, alice, "𝐀" * 10 + "*") == expected
