@@ -4,11 +4,12 @@ hashing and tokens in security.py."""
 
 import logging
 import re
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request, status
-from fastapi.security import OAuth2PasswordRequestForm
+from fastapi import APIRouter, Depends, Form, Request, status
+from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
 
@@ -98,11 +99,29 @@ async def register(
     return UserPublic.model_validate(created)
 
 
+@dataclass(frozen=True)
+class LoginForm:
+    username: str
+    password: str
+
+
+async def login_form(
+    username: Annotated[str | None, Form()] = None, password: Annotated[str | None, Form()] = None
+) -> LoginForm:
+    """The OAuth2 password form. A form without one of the fields, or with it empty, is a
+    login that cannot succeed: the same 401 as a wrong password. Only no form at all is a 422."""
+    if username is None and password is None:
+        raise RequestValidationError(
+            [{"type": "missing", "loc": ("body", name), "msg": "Field required"} for name in ("username", "password")]
+        )
+    return LoginForm(username or "", password or "")
+
+
 @router.post(
     "/token", response_model=Token, responses={401: {"description": "Incorrect username or password"}} | THROTTLED
 )
 async def login(
-    form: Annotated[OAuth2PasswordRequestForm, Depends()],
+    form: Annotated[LoginForm, Depends(login_form)],
     db: DatabaseDep,
     hasher: HasherDep,
     signer: SignerDep,

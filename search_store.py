@@ -79,11 +79,13 @@ def _sqlite_search(source: str, suffix: str, filters: int) -> Select:
         (TITLE_HITS, Chat.id, Chat.title) if source == "chats" else (MESSAGE_HITS, Message.id, Message.content)
     )
     index = table(f"search_{source}{suffix}", column("rowid"))
+    # CJK terms the index does not hold are looked for where it would have: in the first CJK_CHARS.
+    indexed = func.substr(text, 1, CJK_CHARS)
     # The cursor bounds the index's rowid, not the table's id: FTS5 then starts its walk there.
     return (
         query.join(index, index.c.rowid == key)
         .where(index.c.rowid < bindparam("before"))
-        .where(literal_column(index.name).match(bindparam("match")), *_contains(text, filters, func.instr))
+        .where(literal_column(index.name).match(bindparam("match")), *_contains(indexed, filters, func.instr))
         .order_by(index.c.rowid.desc())
         .limit(bindparam("limit"))
     )

@@ -5,6 +5,7 @@ with wrk and prints a markdown table (also written to bench/results/).
     python bench/run.py --database-url postgresql+psycopg://postgres@127.0.0.1:5432/test --workers 2
     python bench/run.py --only 8                           # search: seeds 1,000,000 messages first
     python bench/run.py --only 1,2 --reference             # append and read-50 beside bench/reference.py
+    python bench/run.py --only 9                           # login: an unknown user's cost ÷ a wrong password's
 
 A PostgreSQL URL names the server: the bench creates its own database there and drops it after.
 """
@@ -97,13 +98,13 @@ SCENARIOS = [
     Scenario("7 bulk upload of 1,000 messages", "POST", "/v1/chats/{bulk}/messages", "bulk", items=1000),
     # A path of 10,000 messages with 100 side branches, read from its leaf backwards: the
     # page 50 messages back, and the page next to the root.
-    Scenario("9 path page of 50 at depth 50", "GET", "/v1/chats/{tree}/path?before={tree_50}&limit=50", items=50),
+    Scenario("10 path page of 50 at depth 50", "GET", "/v1/chats/{tree}/path?before={tree_50}&limit=50", items=50),
     Scenario(
-        "9 path page of 50 at depth 9,950 of 10,000",
+        "10 path page of 50 at depth 9,950 of 10,000",
         "GET",
         "/v1/chats/{tree}/path?before={tree_9950}&limit=50",
         items=50,
-        baseline="9",
+        baseline="10",
     ),
     # Six queries in turn (bench/search_corpus.py), by one user of 100,000 messages among
     # 1,000,000: with 32 clients, and with one, the latency of a search on a server not saturated.
@@ -179,6 +180,7 @@ def main() -> None:
             if reference is not None and scenario.name in REFERENCE_SCENARIOS:
                 rows.append(compared_with_reference(scenario, rows[-1], reference, seed, args.duration, ceiling))
                 print(f"  {rows[-1].scenario}: {rows[-1].requests_per_s:,.0f} req/s", file=sys.stderr, flush=True)
+        login_costs = login_cost_ms(base_url) if chosen is None or "9" in chosen else None
         peaks = {pid: peak_rss_mb_of(pid) for pid in workers(server)}
 
     when = datetime.now(UTC)
@@ -194,6 +196,12 @@ def main() -> None:
         + ", ".join(f"{mb:.0f} MB" for mb in peaks.values())
         + f" (target ≤ 150 MB: {'met' if max(peaks.values()) <= 150 else 'NOT met'}).",
     ]
+    if login_costs:
+        unknown_ms, wrong_ms = login_costs
+        footer.append(
+            f"9 login, unknown user vs wrong password (one client, {LOGIN_ROUNDS} of each in turn, medians): "
+            f"{unknown_ms:.1f} ms ÷ {wrong_ms:.1f} ms = {unknown_ms / wrong_ms:.2f} (target: equal cost, 1.00)."
+        )
     if engine_name == "sqlite":
         commit_ms = sqlite_commit_seconds(settings.sqlite_synchronous) * 1000
         footer.append(
@@ -202,7 +210,7 @@ def main() -> None:
         )
     table = markdown(header, rows, footer)
     print(table)
-    save(when, engine_name, args.workers, table, rows, peaks, hash_seconds)
+    save(when, engine_name, args.workers, table, rows, peaks, hash_seconds, login_costs)
 
 
 @contextmanager
@@ -496,6 +504,25 @@ def message(i: int) -> dict[str, str]:
     return {"role": ("user", "assistant")[i % 2], "content": sentence(i)}
 
 
+LOGIN_ROUNDS = 50
+
+
+def login_cost_ms(base_url: str) -> tuple[float, float]:
+    """Median milliseconds of a failed login for an unknown username and for a known one
+    with a wrong password, taken in turn on one connection so that both see the same load."""
+    unknown, wrong = [], []
+    with httpx.Client(base_url=base_url, timeout=60) as client:
+        for round_ in range(LOGIN_ROUNDS + 5):  # the first five warm up
+            for username, times in ((f"bench_nobody_{round_}", unknown), ("bench_writer", wrong)):
+                started = time.perf_counter()
+                response = client.post("/v1/auth/token", data={"username": username, "password": "not the password"})
+                elapsed = time.perf_counter() - started
+                assert response.status_code == 401, response.text
+                if round_ >= 5:
+                    times.append(elapsed * 1000)
+    return statistics.median(unknown), statistics.median(wrong)
+
+
 def sqlite_commit_seconds(synchronous: str) -> float:
     """One small committed insert in WAL mode with the service's synchronous setting, the median of several."""
     with tempfile.TemporaryDirectory() as folder:
@@ -642,7 +669,14 @@ def markdown(header: str, rows: list[Row], footer: list[str]) -> str:
 
 
 def save(
-    when: datetime, engine_name: str, worker_count: int, table: str, rows: list[Row], peaks: dict, hash_s: float
+    when: datetime,
+    engine_name: str,
+    worker_count: int,
+    table: str,
+    rows: list[Row],
+    peaks: dict,
+    hash_s: float,
+    login_costs: tuple[float, float] | None,
 ) -> None:
     stem = BENCH / "results" / f"{when:%Y%m%d-%H%M%S}-{engine_name}-{worker_count}w"
     stem.with_suffix(".md").write_text(table + "\n")
@@ -654,6 +688,7 @@ def save(
         "hash_seconds": hash_s,
         "peak_rss_mb": {str(pid): mb for pid, mb in peaks.items()},
         "rows": [asdict(row) for row in rows],
+        "login_unknown_user_vs_wrong_password_ms": login_costs,
     }
     stem.with_suffix(".json").write_text(json.dumps(data, indent=2) + "\n")
     print(f"\n(written to {stem.relative_to(ROOT)}.md and .json)", file=sys.stderr)

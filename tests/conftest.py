@@ -1,6 +1,7 @@
 """The suite runs against a real database through the real app: a fresh SQLite file per
 run, or, with TEST_DATABASE_URL set to a PostgreSQL server, a fresh database on it."""
 
+import atexit
 import os
 import secrets
 import shutil
@@ -56,8 +57,21 @@ PASSWORD = "correct horse battery"
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _clean_up() -> Iterator[None]:
+def _close_connections() -> Iterator[None]:
     yield
+    ENGINE.dispose()
+
+
+# The database lives as long as the process that made it, not one pytest session: a runner
+# that runs several sessions in one process (the mutation tests) finds it in each, and the
+# processes it forks to run them leave it to their parent.
+CREATOR = os.getpid()
+
+
+@atexit.register
+def _remove_the_database() -> None:
+    if os.getpid() != CREATOR:
+        return
     ENGINE.dispose()
     shutil.rmtree(WORK_DIR, ignore_errors=True)
     if SERVER_URL:

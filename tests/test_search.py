@@ -143,68 +143,100 @@ def test_follows_edits_and_deletes_at_once(client: TestClient, alice: Account) -
     assert found(client, alice, "okapi") == [] and found(client, alice, "forests") == []
 
 
-def test_a_deleted_user_leaves_nothing_in_the_index(client: TestClient, alice: Account) -> None:
-    new_chat(client, alice, "Goodbye 再见", "farewell 再见了", "farewell again")
-    with engine.begin() as connection:
-        connection.execute(delete(User).where(User.id == alice.id))
+def index_entries(owner_id: int) -> dict[str, int]:
+    """How many entries of each search index carry this owner."""
+    counts = {}
+    with engine.connect() as connection:
         if connection.dialect.name == "sqlite":
-            for index, owner in (("search_messages", alice.id), ("search_messages_cjk", f".{alice.id}.")):
+            for index, owner in (("search_messages", owner_id), ("search_messages_cjk", f".{owner_id}.")):
                 for name in (index, index.replace("messages", "chats")):
                     match = {"match": f'owner : "{owner}"'}
-                    left = connection.scalar(text(f"SELECT count(*) FROM {name} WHERE {name} MATCH :match"), match)
-                    assert left == 0, name
+                    counts[name] = connection.scalar(
+                        text(f"SELECT count(*) FROM {name} WHERE {name} MATCH :match"), match
+                    )
+        else:
+            # Every lexeme carries its owner: "42:farewell", "42:再见".
+            for name in ("messages", "chats"):
+                for lexeme in ("farewell", "再见", "再"):
+                    query = {"query": f"'{owner_id}:{lexeme}'"}
+                    counts[f"{name} {lexeme}"] = connection.scalar(
+                        text(f"SELECT count(*) FROM {name} WHERE search_document @@ CAST(:query AS tsquery)"), query
+                    )
+    return counts
 
 
+def test_a_deleted_user_leaves_nothing_in_the_index(client: TestClient, alice: Account) -> None:
+    new_chat(client, alice, "Goodbye 再见 farewell", "farewell 再见了", "farewell again")
+    before = index_entries(alice.id)
+    assert all(before.values()), before  # the check below would see them
+    with engine.begin() as connection:
+        connection.execute(delete(User).where(User.id == alice.id))
+    assert set(index_entries(alice.id).values()) == {0}
+
+
+NO_WORDS, TOO_LONG = "The query has no words to search for", "String should have at most 500 characters"
+TITLE_AND_MESSAGE, MESSAGE, NOTHING = ["c", "m"], ["m"], []
+# Each query, and what it finds in a chat "owner body NEAR" whose message is
+# "x y a b owner body near OR AND 字字字 pizza 🍕": 200 with those results, or a 422 saying why.
 HOSTILE = [
-    '"',
-    '""',
-    "*",
-    "***",
-    "NEAR(",
-    "NEAR(a b, 2)",
-    "OR OR",
-    "AND",
-    "NOT",
-    "'--",
-    "'; DROP TABLE messages; --",
-    "a:b",
-    "body : x",
-    "owner : 1",
-    "{owner body}: x",
-    "^x",
-    "x + y",
-    "-x",
-    "(x",
-    "x)",
-    "'",
-    "\\",
-    "%",
-    "_",
-    "a*b*",
-    "!&|<->:*",
-    "owner=1",
-    "\x00",
-    "a\x00b",
-    "\ud800",
-    "x\udfffy",
-    "\udcff\udcfe",
-    "🎉",
-    "🍕 pizza",
-    "x" * 500,
-    "ab " * 166,
-    "word " * 2_000,  # 10 KB
-    "字" * 3000,
+    ('"', NO_WORDS),
+    ('""', NO_WORDS),
+    ("*", NO_WORDS),
+    ("***", NO_WORDS),
+    ("NEAR(", TITLE_AND_MESSAGE),
+    ("NEAR(a b, 2)", NOTHING),  # the words near, a, b and 2: no "2"
+    ("OR OR", MESSAGE),
+    ("AND", MESSAGE),
+    ("NOT", NOTHING),
+    ("'--", NO_WORDS),
+    ("'; DROP TABLE messages; --", NOTHING),
+    ("a:b", MESSAGE),  # the phrase "a b"
+    ("body : x", MESSAGE),
+    ("owner : 1", NOTHING),
+    ("{owner body}: x", MESSAGE),
+    ("^x", MESSAGE),
+    ("x + y", MESSAGE),
+    ("-x", MESSAGE),
+    ("(x", MESSAGE),
+    ("x)", MESSAGE),
+    ("'", NO_WORDS),
+    ("\\", NO_WORDS),
+    ("%", NO_WORDS),
+    ("_", NO_WORDS),
+    ("a*b*", MESSAGE),  # "b*" is too short a prefix: the phrase "a b"
+    ("!&|<->:*", NO_WORDS),
+    ("owner=1", NOTHING),
+    ("\x00", NO_WORDS),
+    ("a\x00b", MESSAGE),
+    ("\ud800", NO_WORDS),
+    ("x\udfffy", MESSAGE),
+    ("\udcff\udcfe", NO_WORDS),
+    ("🎉", NO_WORDS),
+    ("🍕 pizza", MESSAGE),
+    ("x" * 500, NOTHING),
+    ("ab " * 166, NOTHING),
+    ("word " * 2_000, TOO_LONG),  # 10 KB
+    ("字" * 3000, TOO_LONG),
 ]
 
 
-@pytest.mark.parametrize("q", HOSTILE, ids=range(len(HOSTILE)))
-def test_hostile_queries_are_answered_or_refused_never_an_error(client: TestClient, alice: Account, q: str) -> None:
-    new_chat(client, alice, "owner body NEAR", "x y a b owner body near OR AND 字字字 pizza 🍕")
+@pytest.mark.parametrize(("q", "expected"), HOSTILE, ids=range(len(HOSTILE)))
+def test_hostile_queries_are_answered_or_refused_never_an_error(
+    client: TestClient, alice: Account, q: str, expected: list[str] | str
+) -> None:
+    chat_id, (message_id,) = new_chat(
+        client, alice, "owner body NEAR", "x y a b owner body near OR AND 字字字 pizza 🍕"
+    )
     # Percent-encoded by hand: lone surrogates go as the bytes a careless client would send.
     query = quote(q.encode("utf-8", "surrogatepass"))
-    response = client.get(f"/v1/chats/search?q={query}", headers=alice.headers)
-    assert response.status_code in (200, 422), response.text
-    assert isinstance(response.json()["detail" if response.status_code == 422 else "data"], list)
+    response = client.get(f"/v1/chats/search?q={query}&limit=100", headers=alice.headers)
+    if isinstance(expected, str):
+        assert response.status_code == 422, response.text
+        assert [(e["loc"], e["msg"]) for e in response.json()["detail"]] == [(["query", "q"], expected)]
+    else:
+        assert response.status_code == 200, response.text
+        ids = {"c": f"c{chat_id}", "m": f"m{message_id}"}
+        assert [hit["id"] for hit in response.json()["data"]] == [ids[kind] for kind in expected]
 
 
 def test_queries_with_no_words_are_refused(client: TestClient, alice: Account) -> None:
