@@ -24,7 +24,6 @@ from schemas import (
     ChatPublic,
     ChatUpdate,
     ChatWithMessages,
-    Count,
     Deleted,
     DeletedChats,
     Id,
@@ -35,7 +34,9 @@ from schemas import (
     MessagePage,
     MessagePublic,
     MessageUpdate,
+    Offset,
     OpenAIExport,
+    PageSize,
     SearchHit,
     SearchPage,
     SkippedConversationPublic,
@@ -53,7 +54,6 @@ from service.imports import (
     read_export,
 )
 from service.metrics import IMPORT_BYTES, IMPORT_MESSAGES
-from service.rules import MAX_ID, PAGE_MAX
 from service.search_terms import parse, parse_cursor, snippet
 
 router = APIRouter()
@@ -61,7 +61,6 @@ T = TypeVar("T")
 
 NOT_FOUND = {404: {"description": "Chat (or message) not found, or not yours"}}
 RETRY_CONFLICT = {409: {"description": "Idempotency-Key already used with a different request"}}
-PageSize = Annotated[Count, Query(ge=1, le=PAGE_MAX)]
 Cursor = Annotated[Id | None, Query()]
 
 
@@ -103,7 +102,7 @@ async def create_chat(chat: ChatCreate, user: CurrentUser, db: DatabaseDep, key:
 async def list_chats(
     user: CurrentUser,
     db: DatabaseDep,
-    skip: Annotated[Count, Query(ge=0, le=MAX_ID)] = 0,
+    skip: Offset = 0,
     limit: PageSize = 20,
     archived: Annotated[bool, Query(description="Include archived chats")] = False,
 ) -> list[ChatPublic]:
@@ -424,7 +423,7 @@ async def list_messages(
     chat_id: Id,
     user: CurrentUser,
     db: DatabaseDep,
-    limit: Annotated[Count, Query(ge=1, le=PAGE_MAX)] = 50,
+    limit: PageSize = 50,
     after: Cursor = None,
     before: Cursor = None,
     order: Literal["asc", "desc"] = "asc",

@@ -50,8 +50,11 @@ MetadataKey = Annotated[str, StringConstraints(min_length=1, max_length=rules.ME
 MetadataValue = Annotated[str, StringConstraints(max_length=rules.METADATA_VALUE_MAX), Storable]
 Metadata = Annotated[dict[MetadataKey, MetadataValue], Field(max_length=rules.METADATA_KEYS_MAX)]
 # An id in a path or query: digits only, 1 to MAX_ID.
-Id = Annotated[int, BeforeValidator(_digits), Ge(1), Le(rules.MAX_ID)]
-Count = Annotated[int, BeforeValidator(_digits)]
+Id = Annotated[int, Ge(1), Le(rules.MAX_ID), BeforeValidator(_digits)]
+# A count in a query: digits only. (The validator comes last, so that the bounds stay in the
+# JSON schema as minimum and maximum.)
+PageSize = Annotated[int, Ge(1), Le(rules.PAGE_MAX), BeforeValidator(_digits)]
+Offset = Annotated[int, Ge(0), Le(rules.MAX_ID), BeforeValidator(_digits)]
 # An id in a JSON body: a JSON integer, never a string or a float.
 BodyId = Annotated[int, Strict(), Ge(1), Le(rules.MAX_ID)]
 

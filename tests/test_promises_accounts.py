@@ -6,9 +6,9 @@ from fastapi.testclient import TestClient
 from jose import jwt
 from sqlalchemy import select
 
-from config import settings
+from conftest import ENGINE as engine
 from conftest import PASSWORD, Account, unique_name
-from database import engine
+from conftest import SETTINGS as settings
 from models import AuthSession
 
 

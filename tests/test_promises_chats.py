@@ -2,19 +2,20 @@
 SQLite durability setting, at the precision the README states them."""
 
 import json
-import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select, update
+from pydantic import ValidationError
+from sqlalchemy import func, select, text, update
 
-from config import settings
+from config import Settings
+from conftest import ENGINE as engine
 from conftest import FRONT_END_ORIGIN, Account
-from database import engine
+from conftest import SETTINGS as settings
+from main import create_app
 from models import Chat, Message
-from server import PYTHON, server_env
 
 LONG_AGO = datetime(2001, 1, 1, tzinfo=UTC)
 
@@ -176,32 +177,22 @@ def test_a_preflight_is_cached_for_ten_minutes(client: TestClient) -> None:
     assert response.headers["access-control-max-age"] == "600"
 
 
-SYNCHRONOUS = (
-    "from sqlalchemy import text\n"
-    "from database import engine\n"
-    "with engine.connect() as connection:\n"
-    "    print(connection.scalar(text('PRAGMA synchronous')))\n"
-)
-
-
 @pytest.mark.parametrize(("setting", "level"), [(None, 2), ("NORMAL", 1)])
-def test_sqlite_synchronous_sets_the_services_connections(tmp_path: Path, setting: str | None, level: int) -> None:
+def test_sqlite_synchronous_sets_the_services_connections(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, setting: str | None, level: int
+) -> None:
     """What the service's own engine sets on each SQLite connection it opens (2 = FULL, 1 = NORMAL)."""
-    env = server_env(DATABASE_URL=f"sqlite:///{tmp_path / 'chat.db'}")
-    env.pop("SQLITE_SYNCHRONOUS", None)
-    if setting:
-        env["SQLITE_SYNCHRONOUS"] = setting
-    result = subprocess.run(
-        [PYTHON, "-c", SYNCHRONOUS], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    monkeypatch.delenv("SQLITE_SYNCHRONOUS", raising=False)
+    chosen = {} if setting is None else {"sqlite_synchronous": setting}
+    app = create_app(
+        Settings(_env_file=None, database_url=f"sqlite:///{tmp_path / 'chat.db'}", secret_key="s" * 48, **chosen)
     )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == str(level)
+    engine = app.state.database.engine
+    with engine.connect() as conn:
+        assert conn.scalar(text("PRAGMA synchronous")) == level
+    engine.dispose()
 
 
 def test_an_unknown_sqlite_synchronous_refuses_to_start(tmp_path: Path) -> None:
-    env = server_env(DATABASE_URL=f"sqlite:///{tmp_path / 'chat.db'}", SQLITE_SYNCHRONOUS="OFF")
-    result = subprocess.run(
-        [PYTHON, "-c", SYNCHRONOUS], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
-    )
-    assert result.returncode != 0
-    assert "sqlite_synchronous" in result.stderr
+    with pytest.raises(ValidationError, match="sqlite_synchronous"):
+        Settings(_env_file=None, database_url=f"sqlite:///{tmp_path / 'chat.db'}", sqlite_synchronous="OFF")

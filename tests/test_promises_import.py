@@ -2,7 +2,6 @@
 size limit on a streamed upload."""
 
 import json
-import os
 from collections.abc import Iterator
 
 import httpx
@@ -10,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 from test_import import chat_count, conversation, zipped
 
-from conftest import DATABASE_URL, WORK_DIR, Account
+from conftest import DATABASE_URL, SETTINGS, WORK_DIR, Account
 from server import PYTHON, free_port, running, server_env
 
 
@@ -46,11 +45,11 @@ def test_nested_archives_are_never_opened(client: TestClient, alice: Account) ->
     only_nested = post_zip(client, alice, zipped({"export.zip": inner}))
     assert only_nested.status_code == 422
     assert only_nested.json()["detail"] == (
-        "Not a ChatGPT export: the ZIP holds no conversations.json (nor conversations-000.json, ...)"
+        "Not a chat export: the ZIP holds no conversations.json (nor conversations-000.json, ...)"
     )
     disguised = post_zip(client, alice, zipped({"conversations.json": inner}))
     assert disguised.status_code == 422
-    assert disguised.json()["detail"].startswith("Not a ChatGPT export: conversations.json: invalid JSON")
+    assert disguised.json()["detail"].startswith("Not a chat export: conversations.json: invalid JSON")
     assert chat_count(alice) == 1
 
 
@@ -62,7 +61,7 @@ def small_import_server(client: TestClient) -> Iterator[str]:  # client: the sui
     port = free_port()
     env = server_env(
         DATABASE_URL=DATABASE_URL,
-        SECRET_KEY=os.environ["SECRET_KEY"],
+        SECRET_KEY=SETTINGS.secret_key,
         MIGRATE_ON_START="false",
         MAX_IMPORT_BYTES=str(IMPORT_LIMIT),
     )

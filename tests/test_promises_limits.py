@@ -1,7 +1,6 @@
 """README promises about password hashing and rate limits that only a real server process
 shows: its own settings, its memory, its log."""
 
-import os
 import re
 import time
 from collections.abc import Iterator
@@ -12,8 +11,8 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from conftest import DATABASE_URL, PASSWORD, WORK_DIR, Account, unique_name
-from database import engine
+from conftest import DATABASE_URL, PASSWORD, SETTINGS, WORK_DIR, Account, unique_name
+from conftest import ENGINE as engine
 from models import User
 from server import PYTHON, free_port, running, server_env, serving_pid
 
@@ -27,7 +26,7 @@ def server(**env: str) -> Iterator[str]:
     """One uvicorn process on the suite's database, with the settings given."""
     port = free_port()
     environment = server_env(
-        DATABASE_URL=DATABASE_URL, SECRET_KEY=os.environ["SECRET_KEY"], MIGRATE_ON_START="false", **{**HIGH, **env}
+        DATABASE_URL=DATABASE_URL, SECRET_KEY=SETTINGS.secret_key, MIGRATE_ON_START="false", **{**HIGH, **env}
     )
     command = [PYTHON, "-m", "uvicorn", "main:app", "--port", str(port), "--no-access-log"]
     with running(command, environment, WORK_DIR, port) as base_url:
