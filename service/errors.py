@@ -146,14 +146,18 @@ async def validation_error(_request: Request, exc: Exception) -> Response:
     return Response(body, status.HTTP_422_UNPROCESSABLE_CONTENT, media_type="application/json")
 
 
-UNEXPECTED_HEADERS = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"}
+# The answer to an unexpected error, wherever it is caught: it tells nothing of the error.
+UNEXPECTED = {"detail": "Internal server error"}
+UNEXPECTED_BODY = json.dumps(UNEXPECTED).encode()
+UNEXPECTED_HEADERS = [(b"x-content-type-options", b"nosniff"), (b"cache-control", b"no-store")]
 
 
 async def unexpected_error(request: Request, exc: Exception) -> Response:
     # Answered outside every middleware (Starlette's outermost layer), so it carries its
     # own headers; the traceback goes to the log, never to the client.
     logger.error("Unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
-    return JSONResponse({"detail": "Internal server error"}, 500, headers=UNEXPECTED_HEADERS)
+    headers = {name.decode(): value.decode() for name, value in UNEXPECTED_HEADERS}
+    return JSONResponse(UNEXPECTED, 500, headers=headers)
 
 
 def install(app: FastAPI) -> None:

@@ -11,11 +11,11 @@ from typing import TextIO
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.asgi import RouteTemplates, request_method
+from service.errors import UNEXPECTED_BODY, UNEXPECTED_HEADERS
 
 HEADER = b"x-request-id"
 # A client's own id is kept when it is this safe to log and to echo; any other is replaced.
 WELL_FORMED = re.compile(rb"[A-Za-z0-9._-]{1,128}")
-SERVER_ERROR = b'{"detail":"Internal Server Error"}'
 
 
 class RequestLog:
@@ -54,9 +54,9 @@ class RequestLog:
             # without the id: answer here, and let the exception on to be logged.
             if not status:
                 status = 500
-                headers = [(b"content-type", b"application/json"), (HEADER, request_id)]
+                headers = [*UNEXPECTED_HEADERS, (b"content-type", b"application/json"), (HEADER, request_id)]
                 await send({"type": "http.response.start", "status": status, "headers": headers})
-                await send({"type": "http.response.body", "body": SERVER_ERROR})
+                await send({"type": "http.response.body", "body": UNEXPECTED_BODY})
             raise
         finally:
             if self.log is not None:
