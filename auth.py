@@ -63,14 +63,24 @@ def is_valid_login(username: str, password: str) -> bool:
     return True
 
 
-async def check_password(
-    db: DatabaseDep, hasher: HasherDep, limiter: LimiterDep, user: UserPublic, password: str, request: Request
-) -> None:
-    """WrongPassword unless `password` is the user's: for changes that must not ride on a stolen token."""
-    await limiter.check(limiter.password, request, user.username)
-    matches, _ = await hasher.verify(password, await db.read(account_store.password_hash, user.id))
-    if not matches:
-        raise WrongPassword()
+class PasswordCheck:
+    """The current user, once the password they sent is checked: for changes that must not
+    ride on a stolen token (WrongPassword otherwise)."""
+
+    def __init__(
+        self, user: CurrentUser, db: DatabaseDep, hasher: HasherDep, limiter: LimiterDep, request: Request
+    ) -> None:
+        self.user, self.db, self.hasher, self.limiter, self.request = user, db, hasher, limiter, request
+
+    async def __call__(self, password: str) -> UserPublic:
+        await self.limiter.check(self.limiter.password, self.request, self.user.username)
+        matches, _ = await self.hasher.verify(password, await self.db.read(account_store.password_hash, self.user.id))
+        if not matches:
+            raise WrongPassword()
+        return self.user
+
+
+PasswordChecked = Annotated[PasswordCheck, Depends()]
 
 
 def failed_login(username: str, request: Request) -> LoginFailed:
@@ -200,16 +210,9 @@ async def update_me(changes: AccountUpdate, user: CurrentUser, db: DatabaseDep) 
     response_model=Deleted,
     responses=UNAUTHORIZED | THROTTLED | {400: {"description": "Incorrect password"}},
 )
-async def delete_me(
-    body: AccountDeletion,
-    user: CurrentUser,
-    db: DatabaseDep,
-    hasher: HasherDep,
-    limiter: LimiterDep,
-    request: Request,
-) -> Deleted:
+async def delete_me(body: AccountDeletion, check: PasswordChecked, db: DatabaseDep) -> Deleted:
     """Delete your account with all your chats and messages; your tokens stop working."""
-    await check_password(db, hasher, limiter, user, body.password, request)
+    user = await check(body.password)
     await db.write(account_store.delete_user, user.id)
     return Deleted()
 
@@ -221,16 +224,14 @@ async def delete_me(
 )
 async def password(
     body: PasswordChange,
-    user: CurrentUser,
+    check: PasswordChecked,
     db: DatabaseDep,
     hasher: HasherDep,
     signer: SignerDep,
-    limiter: LimiterDep,
     lifetime: RefreshLifetime,
-    request: Request,
 ) -> Token:
     """Change your password. Every session and token of yours ends; the answer holds new ones."""
-    await check_password(db, hasher, limiter, user, body.current_password, request)
+    user = await check(body.current_password)
     hashed_password = await hasher.hash(body.new_password)
     return tokens(signer, await db.write(account_store.change_password, user.id, hashed_password, lifetime))
 
