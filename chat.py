@@ -233,7 +233,9 @@ async def import_chats(request: Request, user: CurrentUser, db: DatabaseDep, key
     with await spooled_upload(request) as upload:
         IMPORT_BYTES.observe(upload.seek(0, os.SEEK_END))
         upload.seek(0)
-        export = await anyio.to_thread.run_sync(ParsedExport, upload, settings.max_import_bytes)
+        # Imports are read a few at a time: each holds up to one conversation in memory.
+        async with request.app.state.import_slots:
+            export = await anyio.to_thread.run_sync(ParsedExport, upload, settings.max_import_bytes)
     try:
         retry = retryable(key, "import", export.digest)
         result = await write_once(

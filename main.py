@@ -39,6 +39,9 @@ CLIENT_POLICY = (
 # API answers are data, never documents to render: nothing may load or run in them.
 API_POLICY = "default-src 'none'; frame-ancestors 'none'"
 IMPORT_PATH = "/v1/chats/import"
+# Exports read at once per worker (each holds at most one conversation while it reads);
+# further imports wait their turn.
+IMPORTS_AT_ONCE = 2
 
 
 @asynccontextmanager
@@ -78,6 +81,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.hasher = PasswordHasher(settings)
     app.state.signer = TokenSigner(settings)
     app.state.limiter = RateLimiter(settings)
+    app.state.import_slots = anyio.CapacityLimiter(IMPORTS_AT_ONCE)
 
     app.add_middleware(
         RequestLimits,
