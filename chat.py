@@ -228,8 +228,8 @@ IMPORT_BODY = {
     | {413: {"description": "The upload, or what it unpacks to, is over MAX_IMPORT_BYTES"}}
     | {
         422: {
-            "description": "Not a chat export (or damaged past one conversation): `detail` is a string that says "
-            "where. A bad Idempotency-Key: `detail` is a list naming it, as for every parameter.",
+            "description": "Not a chat export, damaged past one conversation, or a form without `file`: `detail` "
+            "is a string that says where. A bad Idempotency-Key: `detail` is a list naming it, as for every parameter.",
             "content": ERROR_OR_INVALID_CONTENT,
         }
     }
