@@ -132,3 +132,12 @@ def test_a_generated_client_imports_both_ways_and_reads_every_error(generated: G
     headers = {"Authorization": f"Bearer {generated.token}"}
     chats = httpx.get(f"{generated.base_url}/v1/chats/", headers=headers).json()
     assert [chat["title"] for chat in chats] == ["Two days in Kyoto"] * 3
+
+    # The one documented error a generated client cannot provoke: a multipart body that is not one.
+    broken = httpx.post(
+        f"{generated.base_url}/v1/chats/import",
+        content=b"not a multipart body",
+        headers={**headers, "Content-Type": "multipart/form-data; boundary=xx"},
+    )
+    assert broken.status_code == 400, broken.text
+    assert isinstance(models.Error.from_dict(broken.json()).detail, str)
