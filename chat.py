@@ -54,6 +54,7 @@ from service.imports import (
     read_export,
 )
 from service.metrics import IMPORT_BYTES, IMPORT_MESSAGES
+from service.openapi import ERROR_OR_INVALID_CONTENT
 from service.search_terms import parse, parse_cursor, snippet
 
 router = APIRouter()
@@ -199,16 +200,22 @@ def import_result(imported: import_store.Imported) -> ImportResult:
     )
 
 
+# Two body types, both of which generated clients can send: a multipart upload, or the file's
+# bytes as they are. Any other Content-Type (application/json, application/zip) is read as
+# the bytes too; it is not declared, as generators refuse a ZIP body and mishandle a JSON list.
 IMPORT_BODY = {
     "required": True,
     "content": {
         "multipart/form-data": {
-            "schema": {"type": "object", "properties": {"file": {"type": "string", "format": "binary"}}}
+            "schema": {
+                "title": "ImportUpload",
+                "type": "object",
+                "properties": {"file": {"type": "string", "format": "binary", "description": "The ZIP or its JSON"}},
+                "required": ["file"],
+            }
         },
-        "application/zip": {"schema": {"type": "string", "format": "binary"}},
-        "application/json": {
-            "schema": {"type": "array", "items": {"type": "object"}},
-            "example": examples.CHATGPT_CONVERSATIONS,
+        "application/octet-stream": {
+            "schema": {"type": "string", "format": "binary", "description": "The ZIP or its JSON, as the body"}
         },
     },
 }
@@ -220,7 +227,13 @@ IMPORT_BODY = {
     response_model=ImportResult,
     responses=RETRY_CONFLICT
     | {413: {"description": "The upload, or what it unpacks to, is over MAX_IMPORT_BYTES"}}
-    | {422: {"description": "Not a chat export (or damaged past one conversation); `detail` says where"}}
+    | {
+        422: {
+            "description": "Not a chat export, damaged past one conversation, or a form without `file`: `detail` "
+            "is a string that says where. A bad Idempotency-Key: `detail` is a list naming it, as for every parameter.",
+            "content": ERROR_OR_INVALID_CONTENT,
+        }
+    }
     | examples.example(201, examples.IMPORT_RESULT),
     openapi_extra={"requestBody": IMPORT_BODY},
 )

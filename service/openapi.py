@@ -13,6 +13,16 @@ ERROR = {
     "required": ["detail"],
 }
 ERROR_CONTENT = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+# A 422 that is either the route's own `{"detail": "<why>"}` or FastAPI's list naming a bad
+# parameter. The list comes first: a generated client tries each shape in turn, and only the
+# list's parser refuses the other shape (the string one would take a list as its `detail`).
+ERROR_OR_INVALID_CONTENT = {
+    "application/json": {
+        "schema": {
+            "oneOf": [{"$ref": "#/components/schemas/HTTPValidationError"}, {"$ref": "#/components/schemas/Error"}]
+        }
+    }
+}
 UNAUTHORIZED = {
     "description": "Missing, malformed, expired or revoked token",
     "headers": {"WWW-Authenticate": {"required": True, "schema": {"type": "string"}}},
