@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from sqlalchemy import Connection, RowMapping, bindparam, delete, func, insert, literal_column, select, text, update
 
-from chat_store import CHATS, OWNED, add_chat, owned_chat, update_chat
+from chat_store import CHAT_COLUMNS, CHATS, OWNED, add_chat, owned_chat, update_chat
 from models import Message
 from service.errors import ChatNotFound, MessageNotFound, Unprocessable
 from service.rules import MAX_ID
@@ -33,6 +33,15 @@ THE_CHAT, THE_MESSAGE = bindparam("the_chat"), bindparam("the_message")
 LOCK_CHAT = select(CHATS.c.current_message_id).where(*OWNED).with_for_update()
 TOUCH_CHAT = update(CHATS).where(CHATS.c.id == THE_CHAT).values(updated_at=bindparam("now"))
 SHOW_LEAF = TOUCH_CHAT.values(current_message_id=bindparam("leaf"))
+SHOW_LEAF_OF_BRANCH = SHOW_LEAF.values(branched=True)
+# The chat as the API shows it, and whether it has branches.
+CHAT_VIEW = select(*CHAT_COLUMNS, CHATS.c.branched).where(*OWNED)
+LAST_MESSAGES = (
+    select(*MESSAGE_COLUMNS)
+    .where(MESSAGES.c.chat_id == bindparam("chat_id"), MESSAGES.c.id < bindparam("before"))
+    .order_by(MESSAGES.c.id.desc())
+    .limit(bindparam("limit"))
+)
 ADD_MESSAGES = insert(MESSAGES).returning(*MESSAGE_COLUMNS, sort_by_parameter_order=True)
 SET_PARENT = update(MESSAGES).where(MESSAGES.c.id == THE_MESSAGE).values(parent_id=bindparam("parent"))
 MESSAGE_IN_CHAT = (MESSAGES.c.id == THE_MESSAGE, MESSAGES.c.chat_id == THE_CHAT)
@@ -202,7 +211,11 @@ def add_messages(
     line = [NewMessage(columns, parent if i == 0 else ("new", i - 1)) for i, columns in enumerate(messages)]
     now = datetime.now(UTC)
     rows = _insert(conn, owner_id, chat_id, line, now)
-    conn.execute(SHOW_LEAF, {"the_chat": chat_id, "leaf": rows[-1]["id"], "now": now})
+    # A message that does not follow the leaf, or a second root, makes a branch.
+    branches = not follows_leaf and (parent is not None or current is not None)
+    conn.execute(
+        SHOW_LEAF_OF_BRANCH if branches else SHOW_LEAF, {"the_chat": chat_id, "leaf": rows[-1]["id"], "now": now}
+    )
     if follows_leaf and parent is not None:
         # The current leaf had no children: each new message is its parent's only child.
         return [{**row, "sibling_ids": [row["id"]]} for row in rows]
@@ -269,7 +282,11 @@ def add_chat_with_tree(
     rows = _insert(conn, owner_id, created["id"], messages, chat.get("created_at", now))
     leaf = rows[-1]["id"] if current is None else newest_below(conn, created["id"], rows[current]["id"])
     updated_at = chat.get("updated_at", now)
-    conn.execute(SHOW_LEAF, {"the_chat": created["id"], "leaf": leaf, "now": updated_at})
+    # A line lists each message right after its parent; anything else has branches.
+    line = all(message.parent == (("new", i - 1) if i else None) for i, message in enumerate(messages))
+    conn.execute(
+        SHOW_LEAF if line else SHOW_LEAF_OF_BRANCH, {"the_chat": created["id"], "leaf": leaf, "now": updated_at}
+    )
     return {**created, "current_message_id": leaf, "updated_at": updated_at}
 
 
@@ -298,15 +315,44 @@ def messages_by_id(conn: Connection, chat_id: int, ids: Sequence[int]) -> list[d
     return with_siblings(conn, chat_id, conn.execute(MESSAGES_BY_ID, {"ids": list(ids)}).mappings())
 
 
+def _chat_view(conn: Connection, owner_id: int, chat_id: int) -> RowMapping:
+    chat = conn.execute(CHAT_VIEW, {"chat_id": chat_id, "owner_id": owner_id}).mappings().one_or_none()
+    if chat is None:
+        raise ChatNotFound()
+    return chat
+
+
+def _alone(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Rows of a chat without branches: each message is its parent's only child."""
+    return [{**row, "sibling_ids": [row["id"]]} for row in rows]
+
+
 def chat_with_path(
     conn: Connection, owner_id: int, chat_id: int, through: int | None, limit: int
-) -> tuple[RowMapping, list[int], list[dict[str, Any]]]:
-    """The chat, the ids of the path it shows (or the path through `through`, to its
-    newest leaf), and the messages of the first `limit` of them."""
-    chat = owned_chat(conn, owner_id, chat_id)
-    leaf = (
-        chat["current_message_id"] if through is None else shown_leaf(conn, chat_id, through, ("query", "message_id"))
-    )
+) -> tuple[RowMapping, list[int] | None, list[dict[str, Any]]]:
+    """The chat and the path it shows (or the path through `through`, to its newest
+    leaf): the whole path's messages when it has at most `limit`, else the ids of the
+    path and the messages of the first `limit` of them. A chat without branches is one
+    path, every message in id order."""
+    chat = _chat_view(conn, owner_id, chat_id)
+    if not chat["branched"]:
+        if through is not None:
+            _in_chat(conn, chat_id, through, ("query", "message_id"))
+        rows = conn.execute(MESSAGES_AFTER, {"chat_id": chat_id, "after": 0, "limit": limit + 1}).mappings().all()
+        if len(rows) <= limit:
+            return chat, None, _alone(rows)
+        leaf = chat["current_message_id"]
+    else:
+        leaf = (
+            chat["current_message_id"]
+            if through is None
+            else shown_leaf(conn, chat_id, through, ("query", "message_id"))
+        )
+    if leaf is None:
+        return chat, None, []
+    rows = conn.execute(PATH_MESSAGES, {"chat_id": chat_id, "start": leaf, "limit": limit + 1}).mappings().all()
+    if len(rows) <= limit:
+        return chat, None, with_siblings(conn, chat_id, rows)
     ids = path_ids(conn, chat_id, leaf)
     return chat, ids, messages_by_id(conn, chat_id, ids[:limit])
 
@@ -323,7 +369,9 @@ def path_page(
     """A page of the path through `through` (default: the one the chat shows), oldest
     first, and whether more follow the way it was read: toward the root with `before`
     (or no cursor: the page that ends at the leaf), toward the leaf with `after`."""
-    chat = owned_chat(conn, owner_id, chat_id)
+    chat = _chat_view(conn, owner_id, chat_id)
+    if not chat["branched"]:
+        return _line_page(conn, chat_id, through, limit, before, after)
     if before is not None:
         start = conn.execute(PARENT_OF, {"the_chat": chat_id, "the_message": before}).one_or_none()
         if start is None:
@@ -339,6 +387,21 @@ def path_page(
         raise Unprocessable(("query", "after"), "must be the id of a message on this path")
     following = ids[ids.index(after) + 1 :]
     return messages_by_id(conn, chat_id, following[:limit]), len(following) > limit
+
+
+def _line_page(
+    conn: Connection, chat_id: int, through: int | None, limit: int, before: int | None, after: int | None
+) -> tuple[list[dict[str, Any]], bool]:
+    """path_page for a chat without branches: its messages in id order."""
+    for name, cursor in (("message_id", through), ("before", before), ("after", after)):
+        if cursor is not None:
+            _in_chat(conn, chat_id, cursor, ("query", name))
+    if after is not None and before is None:
+        rows = conn.execute(MESSAGES_AFTER, {"chat_id": chat_id, "after": after, "limit": limit + 1}).mappings().all()
+        return _alone(rows[:limit]), len(rows) > limit
+    bound = {"chat_id": chat_id, "before": before or MAX_ID, "limit": limit + 1}
+    rows = conn.execute(LAST_MESSAGES, bound).mappings().all()
+    return _alone(reversed(rows[:limit])), len(rows) > limit
 
 
 def _page_ending_at(conn: Connection, chat_id: int, last: int | None, limit: int) -> tuple[list[dict[str, Any]], bool]:

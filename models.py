@@ -86,6 +86,9 @@ class Chat(Base):
     updated_at: Mapped[datetime] = mapped_column(Timestamp())
     # The leaf the chat shows: the end of the path GET /v1/chats/{id} reads (null when empty).
     current_message_id: Mapped[int | None] = mapped_column(Id)
+    # Whether any message ever had a sibling: until then the path shown is every message
+    # in id order, read without walking parents.
+    branched: Mapped[bool] = mapped_column(Boolean, server_default=false())
 
 
 class Message(Base):

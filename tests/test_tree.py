@@ -322,3 +322,28 @@ def _alembic_config(engine: Engine) -> Config:
     config.set_main_option("script_location", str(ALEMBIC_INI.with_name("alembic")))
     config.attributes["engine"] = engine
     return config
+
+
+def test_a_line_reads_in_pages_both_ways(client: TestClient, alice: Account, chat_id: int) -> None:
+    """A chat that never branched: the same pages, read by id without walking parents."""
+    texts = [f"line {i}" for i in range(120)]
+    batch = {"messages": [{"role": "user", "content": text} for text in texts]}
+    created = client.post(f"/v1/chats/{chat_id}/messages", json=batch, headers=alice.headers).json()
+    url = f"/v1/chats/{chat_id}/path"
+    last = client.get(url, params={"limit": 50}, headers=alice.headers).json()
+    assert [m["content"] for m in last["data"]] == texts[-50:] and last["has_more"]
+    assert all(m["sibling_ids"] == [m["id"]] for m in last["data"])
+    before = client.get(url, params={"limit": 50, "before": last["first_id"]}, headers=alice.headers).json()
+    assert [m["content"] for m in before["data"]] == texts[20:70] and before["has_more"]
+    after = client.get(url, params={"limit": 50, "after": created[9]["id"]}, headers=alice.headers).json()
+    assert [m["content"] for m in after["data"]] == texts[10:60] and after["has_more"]
+    end = client.get(url, params={"limit": 50, "after": created[100]["id"]}, headers=alice.headers).json()
+    assert [m["content"] for m in end["data"]] == texts[101:] and not end["has_more"]
+    other = client.post("/v1/chats/", json={"title": "other"}, headers=alice.headers).json()["id"]
+    stranger = post(client, alice, other, "elsewhere")["id"]
+    for name in ("before", "after", "message_id"):
+        response = client.get(url, params={name: stranger}, headers=alice.headers)
+        assert response.status_code == 422 and response.json()["detail"][0]["loc"] == ["query", name]
+    whole = read(client, alice, chat_id)
+    assert contents(whole) == texts
+    assert contents(read(client, alice, chat_id, message_id=created[5]["id"])) == texts

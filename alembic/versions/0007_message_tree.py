@@ -26,6 +26,7 @@ def upgrade() -> None:
     # Plain ADD COLUMN: a batch rebuild of the table would drop the search triggers on SQLite.
     op.add_column("messages", sa.Column("parent_id", ID, nullable=True))
     op.add_column("chats", sa.Column("current_message_id", ID, nullable=True))
+    op.add_column("chats", sa.Column("branched", sa.Boolean(), server_default=sa.false(), nullable=False))
     op.execute(
         "UPDATE messages SET parent_id = (SELECT max(earlier.id) FROM messages AS earlier "
         "WHERE earlier.chat_id = messages.chat_id AND earlier.id < messages.id)"
@@ -36,5 +37,6 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_index("ix_messages_chat_parent", table_name="messages")
+    op.drop_column("chats", "branched")
     op.drop_column("chats", "current_message_id")
     op.drop_column("messages", "parent_id")
