@@ -16,7 +16,7 @@ from types import ModuleType
 import httpx
 import pytest
 
-from conftest import PASSWORD
+from conftest import PASSWORD, SETTINGS
 from server import PYTHON, free_port, running, server_env
 from service import examples
 
@@ -59,7 +59,9 @@ def generated(fresh_database_url: str, tmp_path: Path) -> Iterator[GeneratedClie
     """A server (its import limited to LIMIT bytes) and a client package generated from its schema."""
     port = free_port()
     command = [PYTHON, "-m", "uvicorn", "main:app", "--port", str(port), "--no-access-log"]
-    env = server_env(DATABASE_URL=fresh_database_url, MAX_IMPORT_BYTES=str(LIMIT), REDIS_URL="")
+    env = server_env(
+        DATABASE_URL=fresh_database_url, SECRET_KEY=SETTINGS.secret_key, MAX_IMPORT_BYTES=str(LIMIT), REDIS_URL=""
+    )
     with running(command, env, tmp_path, port) as base_url:
         (tmp_path / "openapi.json").write_text(json.dumps(httpx.get(f"{base_url}/openapi.json").json()))
         generate = [PYTHON, "-m", "openapi_python_client", "generate", "--path", "openapi.json", "--meta", "none"]

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import PASSWORD
+from conftest import PASSWORD, SETTINGS
 from server import PYTHON, free_port, running, server_env, serving_pid
 from service.imports import (
     ExportFormatError,
@@ -497,7 +497,7 @@ def test_a_deeply_nested_upload_is_4xx_and_the_server_stays_small(
 ) -> None:
     port = free_port()
     command = [PYTHON, "-m", "uvicorn", "main:app", "--port", str(port), "--no-access-log"]
-    env = server_env(DATABASE_URL=fresh_database_url)
+    env = server_env(DATABASE_URL=fresh_database_url, SECRET_KEY=SETTINGS.secret_key)
     with running(command, env, tmp_path, port) as base_url, httpx.Client(base_url=base_url, timeout=60) as client:
         username = f"nester_{port}"
         body = {"email": f"{username}@example.com", "username": username, "password": PASSWORD}

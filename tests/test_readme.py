@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 
 from config import Settings
-from conftest import app
+from conftest import SETTINGS, app
 from server import PYTHON, ROOT, free_port, running, server_env
 
 README = ROOT / "README.md"
@@ -48,7 +48,13 @@ def test_the_walkthrough_runs_as_written_top_to_bottom(fresh_database_url: str, 
     script = walkthrough()
     assert README_URL in script
     port = free_port()
-    env = server_env(HOST="127.0.0.1", PORT=str(port), RELOAD="false", DATABASE_URL=fresh_database_url)
+    env = server_env(
+        HOST="127.0.0.1",
+        PORT=str(port),
+        RELOAD="false",
+        DATABASE_URL=fresh_database_url,
+        SECRET_KEY=SETTINGS.secret_key,
+    )
     # The walkthrough's `python` is this interpreter; curl reads no one's ~/.curlrc and
     # uses no proxy for the local server.
     shell_env = {k: v for k, v in env.items() if not k.lower().endswith("_proxy")}
