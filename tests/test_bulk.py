@@ -125,3 +125,48 @@ def test_bad_bulk_requests_are_422_and_change_nothing(client: TestClient, alice:
     mine = new_chats(client, alice, 1)
     assert client.post("/v1/chats/bulk", json=body, headers=alice.headers).status_code == 422
     assert listed(client, alice)[mine[0]]["pinned"] is False
+
+
+def test_the_list_filters_by_metadata(client: TestClient, alice: Account, bob: Account) -> None:
+    kyoto = new_chats(client, alice, 1, metadata={"project": "travel", "city": "kyoto"})[0]
+    osaka = new_chats(client, alice, 1, metadata={"project": "travel", "city": "osaka"})[0]
+    work = new_chats(client, alice, 1, metadata={"project": "work"})[0]
+    new_chats(client, bob, 1, metadata={"project": "travel"})
+    assert sorted(listed(client, alice, "metadata.project=travel")) == [kyoto, osaka]
+    assert list(listed(client, alice, "metadata.project=travel&metadata.city=osaka")) == [osaka]
+    assert listed(client, alice, "metadata.project=nowhere") == {}
+    # The filter follows edits of the metadata, and the archived and trashed state.
+    client.patch(f"/v1/chats/{work}", json={"metadata": {"project": "travel"}}, headers=alice.headers)
+    client.patch(f"/v1/chats/{osaka}", json={"metadata": {}}, headers=alice.headers)
+    assert sorted(listed(client, alice, "metadata.project=travel")) == [kyoto, work]
+    client.patch(f"/v1/chats/{kyoto}", json={"archived": True}, headers=alice.headers)
+    assert list(listed(client, alice, "archived=false&metadata.project=travel")) == [work]
+    client.delete(f"/v1/chats/{work}", headers=alice.headers)
+    assert listed(client, alice, "metadata.project=travel") == {}
+    assert list(listed(client, alice, "archived=true&metadata.project=travel")) == [kyoto]
+
+
+def test_imported_chats_are_found_by_their_metadata(client: TestClient, alice: Account) -> None:
+    export = [
+        {
+            "title": "Imported",
+            "create_time": 1700000000,
+            "conversation_id": "c-1",
+            "mapping": {
+                "a": {
+                    "parent": None,
+                    "message": {"author": {"role": "user"}, "content": {"content_type": "text", "parts": ["hi"]}},
+                }
+            },
+        }
+    ]
+    imported = client.post("/v1/chats/import", json=export, headers=alice.headers)
+    assert imported.status_code == 201, imported.text
+    assert list(listed(client, alice, "metadata.source=chatgpt")) == [imported.json()["chats"][0]["id"]]
+
+
+@pytest.mark.parametrize(
+    "query", ["metadata.=x", "metadata." + "k" * 65 + "=x", "metadata.k=" + "v" * 513, "metadata.k=%00"]
+)
+def test_bad_metadata_filters_are_422(client: TestClient, alice: Account, query: str) -> None:
+    assert client.get(f"/v1/chats/?{query}", headers=alice.headers).status_code == 422
