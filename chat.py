@@ -216,7 +216,8 @@ async def bulk_action(body: BulkRequest, user: ChatUser, db: DatabaseDep) -> Bul
 @router.get(
     "/changes",
     response_model=ChangePage,
-    responses={410: {"description": "The cursor is older than the change log kept: reload, then sync again"}},
+    responses={410: {"description": "The cursor is older than the change log kept: reload, then sync again"}}
+    | examples.example(200, examples.CHANGES),
 )
 async def list_changes(
     user: ChatUser,
@@ -451,7 +452,9 @@ async def create_message(
 @router.get(
     "/{chat_id}",
     response_model=ChatWithMessages,
-    responses=NOT_FOUND | examples.example(200, examples.CHAT_WITH_MESSAGES),
+    responses=NOT_FOUND
+    | {304: {"description": "If-None-Match named the current version: no body"}}
+    | examples.example(200, examples.CHAT_WITH_MESSAGES),
 )
 async def read_chat(
     chat_id: Id,

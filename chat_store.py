@@ -172,12 +172,19 @@ def add_chat(conn: Connection, owner_id: int, title: str, metadata: dict[str, st
 
 
 def _metadata_filter(owner_id: int, metadata: Mapping[str, str]) -> list[ColumnElement[bool]]:
+    """Each pair as a correlated EXISTS: the list then walks the owner's chats in its order
+    and looks each up by (chat_id, key), reading about `page ÷ share of matches` chats
+    however many the owner has; a planner that finds a pair rare starts from the
+    (owner_id, key, value) index instead."""
     return [
-        CHATS.c.id.in_(
-            select(CHAT_METADATA.c.chat_id).where(
-                CHAT_METADATA.c.owner_id == owner_id, CHAT_METADATA.c.key == key, CHAT_METADATA.c.value == value
-            )
+        select(CHAT_METADATA.c.chat_id)
+        .where(
+            CHAT_METADATA.c.chat_id == CHATS.c.id,
+            CHAT_METADATA.c.owner_id == owner_id,
+            CHAT_METADATA.c.key == key,
+            CHAT_METADATA.c.value == value,
         )
+        .exists()
         for key, value in metadata.items()
     ]
 
