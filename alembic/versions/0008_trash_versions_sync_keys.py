@@ -48,6 +48,7 @@ def upgrade() -> None:
             ["owner_id"], ["users.id"], name=op.f("fk_chat_metadata_owner_id_users"), ondelete="CASCADE"
         ),
         sa.PrimaryKeyConstraint("chat_id", "key", name=op.f("pk_chat_metadata")),
+        sqlite_with_rowid=False,
     )
     op.create_index("ix_chat_metadata_owner_pair", "chat_metadata", ["owner_id", "key", "value", "chat_id"])
     pairs = (
@@ -69,6 +70,7 @@ def upgrade() -> None:
         sa.CheckConstraint("kind IN ('chat', 'message')", name=op.f("ck_changes_kind")),
         sa.ForeignKeyConstraint(["owner_id"], ["users.id"], name=op.f("fk_changes_owner_id_users"), ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("owner_id", "seq", name=op.f("pk_changes")),
+        sqlite_with_rowid=False,
     )
     op.create_index("ix_changes_at", "changes", ["at"])
 
