@@ -38,7 +38,7 @@ CHATS = Chat.__table__
 USERS = User.__table__
 CHANGES = Change.__table__
 CHAT_METADATA = ChatMetadata.__table__
-MESSAGE_IDS = Message.__table__.c
+MESSAGES = Message.__table__
 
 CHAT_COLUMNS = tuple(
     CHATS.c[name]
@@ -83,7 +83,7 @@ VERSION_OF = {
 DELETE_CHAT = delete(CHATS).where(*OWNED_ANYWHERE).returning(CHATS.c.trashed_at)
 EMPTY_TRASH = delete(CHATS).where(CHATS.c.owner_id == bindparam("owner_id"), TRASHED)
 EXPIRED_TRASH = delete(CHATS).where(CHATS.c.trashed_at < bindparam("cutoff"))
-MESSAGES_OF = select(MESSAGE_IDS.id).where(MESSAGE_IDS.chat_id == bindparam("chat_id")).order_by(MESSAGE_IDS.id)
+MESSAGES_OF = select(MESSAGES.c.id).where(MESSAGES.c.chat_id == bindparam("chat_id")).order_by(MESSAGES.c.id)
 
 TAKE_SEQ = (
     update(USERS)

@@ -32,6 +32,9 @@ CJK_CHARS = 20_000
 MAX_PREFIX_WORDS = 64  # SQLite: more words than that, and the prefix is left to FTS5
 RECENT_MESSAGES = 1_000  # PostgreSQL: how many of the caller's newest messages a search reads one by one
 
+# Chats in the trash, and their messages, are found by nothing.
+LIVE = Chat.trashed_at.is_(None)
+
 # Statements are built once for each shape of query (which index, how many CJK terms to
 # filter by) and take the words as parameters: building one costs more than running it.
 
@@ -165,8 +168,6 @@ def _postgresql_older_messages(filters: int) -> Select:
     return MESSAGE_HITS.where(Message.id.in_(page)).order_by(Message.id.desc())
 
 
-# Chats in the trash, and their messages, are found by nothing.
-LIVE = Chat.trashed_at.is_(None)
 TITLE_HITS = select(Chat.id, Chat.title, Chat.created_at).where(Chat.owner_id == bindparam("owner_id"), LIVE)
 MESSAGE_HITS = (
     select(
