@@ -353,12 +353,12 @@ class Seed:
             started = time.monotonic()
             with engine.begin() as connection:
                 self.add_search_corpus(connection, user_ids)
-            if engine.dialect.name == "postgresql":
-                # What autovacuum does to a table grown by a million rows, some minutes later:
-                # statistics for the planner, and the GIN index's pending list merged.
-                with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-                    connection.exec_driver_sql("VACUUM ANALYZE")
             print(f"  (search corpus seeded in {time.monotonic() - started:.0f} s)", file=sys.stderr, flush=True)
+        if engine.dialect.name == "postgresql":
+            # What autovacuum does to tables grown by a million rows, some minutes later:
+            # statistics for the planner, and the GIN index's pending list merged.
+            with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+                connection.exec_driver_sql("VACUUM ANALYZE")
         engine.dispose()
         self.ids["deep_after"] = last - 100
         self.bodies = {
