@@ -1,4 +1,4 @@
-"""Users and their sessions: the SQL, and the functions that each run in one transaction
+"""Users, their sessions and their API keys: the SQL, and the functions that each run in one transaction
 (see database.py). They raise domain errors, never HTTP ones, and return rows or plain
 values that the routes shape."""
 
@@ -7,11 +7,12 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Connection, RowMapping, bindparam, delete, insert, select, update
+from sqlalchemy import Connection, RowMapping, bindparam, delete, func, insert, select, update
 
-from models import AuthSession, SpentRefreshToken, User
+from models import ApiKey, AuthSession, SpentRefreshToken, User
 from security import new_secret, same_hash, secret_hash
-from service.errors import EmailTaken, UsernameTaken
+from service.errors import Conflict, EmailTaken, NotFound, UsernameTaken
+from service.rules import KEY_PREFIX, KEY_SHOWN, KEYS_MAX
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +54,25 @@ NEXT_GENERATION = update(User).where(User.id == bindparam("uid")).values(token_g
 SET_HASH = update(User).where(User.id == bindparam("uid")).values(hashed_password=bindparam("hashed_password"))
 SET_EMAIL = update(User).where(User.id == bindparam("uid")).values(email=bindparam("email"))
 DELETE_USER = delete(User).where(User.id == bindparam("uid"))
+
+KEY_COLUMNS = (
+    ApiKey.id,
+    ApiKey.prefix,
+    ApiKey.name,
+    ApiKey.scopes,
+    ApiKey.created_at,
+    ApiKey.expires_at,
+    ApiKey.last_used_at,
+)
+KEYS_OF = select(*KEY_COLUMNS).where(ApiKey.owner_id == bindparam("uid")).order_by(ApiKey.id)
+KEY_COUNT = select(func.count()).select_from(ApiKey).where(ApiKey.owner_id == bindparam("uid"))
+REVOKE_KEY = delete(ApiKey).where(ApiKey.id == bindparam("key_id"), ApiKey.owner_id == bindparam("uid"))
+KEY_OWNER = (
+    select(*PUBLIC_COLUMNS, ApiKey.id.label("key_id"), ApiKey.scopes, ApiKey.expires_at, ApiKey.last_used_at)
+    .join(ApiKey, ApiKey.owner_id == User.id)
+    .where(ApiKey.key_hash == bindparam("key_hash"))
+)
+KEY_USED = update(ApiKey).where(ApiKey.id == bindparam("key_id")).values(last_used_at=bindparam("now"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,3 +196,45 @@ def change_email(conn: Connection, user_id: int, email: str) -> None:
 def delete_user(conn: Connection, user_id: int) -> None:
     # Chats, messages, idempotency keys and sessions go with it (ON DELETE CASCADE).
     conn.execute(DELETE_USER, {"uid": user_id})
+
+
+def _key_row(row: RowMapping) -> dict:
+    return {**row, "scopes": row["scopes"].split()}
+
+
+def add_key(
+    conn: Connection, user_id: int, name: str, scopes: list[str], expires_at: datetime | None
+) -> tuple[dict, str]:
+    """A new API key of the user's: its row, and the key itself (kept only as a hash)."""
+    if conn.execute(KEY_COUNT, {"uid": user_id}).scalar_one() >= KEYS_MAX:
+        raise Conflict(f"You have {KEYS_MAX} API keys already: revoke one first")
+    key = KEY_PREFIX + new_secret()
+    values = {
+        "owner_id": user_id,
+        "name": name,
+        "prefix": key[:KEY_SHOWN],
+        "key_hash": secret_hash(key),
+        "scopes": " ".join(scopes),
+        "created_at": datetime.now(UTC),
+        "expires_at": expires_at,
+    }
+    row = conn.execute(insert(ApiKey).values(values).returning(*KEY_COLUMNS)).mappings().one()
+    return _key_row(row), key
+
+
+def keys_of(conn: Connection, user_id: int) -> list[dict]:
+    return [_key_row(row) for row in conn.execute(KEYS_OF, {"uid": user_id}).mappings()]
+
+
+def revoke_key(conn: Connection, user_id: int, key_id: int) -> None:
+    if conn.execute(REVOKE_KEY, {"key_id": key_id, "uid": user_id}).rowcount == 0:
+        raise NotFound("API key not found")
+
+
+def key_owner(conn: Connection, key: str) -> RowMapping | None:
+    """The user an API key belongs to, with the key's id, scopes, expiry and last use."""
+    return conn.execute(KEY_OWNER, {"key_hash": secret_hash(key)}).mappings().one_or_none()
+
+
+def key_used(conn: Connection, key_id: int, now: datetime) -> None:
+    conn.execute(KEY_USED, {"key_id": key_id, "now": now})

@@ -7,4 +7,6 @@ import chat
 
 api_router = APIRouter()
 api_router.include_router(auth.router, prefix="/v1/auth", tags=["auth"])
-api_router.include_router(chat.router, prefix="/v1/chats", tags=["chats"])
+# Every chat route also takes an API key; one without the `write` scope may only read.
+KEY_SCOPE = {403: {"description": "An API key without the `write` scope, used to change something"}}
+api_router.include_router(chat.router, prefix="/v1/chats", tags=["chats"], responses=KEY_SCOPE)

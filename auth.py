@@ -1,5 +1,5 @@
 """The account endpoints under /v1/auth: register, log in, refresh, log out, the current
-user, password change and account deletion. Routes only: the SQL is in account_store.py,
+user, password change, account deletion and API keys. Routes only: the SQL is in account_store.py,
 hashing and tokens in security.py."""
 
 import logging
@@ -18,6 +18,9 @@ from account_store import Grant
 from schemas import (
     AccountDeletion,
     AccountUpdate,
+    ApiKeyCreate,
+    ApiKeyCreated,
+    ApiKeyPublic,
     Deleted,
     PasswordChange,
     RefreshRequest,
@@ -26,6 +29,7 @@ from schemas import (
     UserLogin,
     UserPublic,
 )
+from schemas import Id as PathId
 from security import TokenSigner
 from service.deps import ClaimsDep, CurrentUser, DatabaseDep, HasherDep, LimiterDep, SignerDep
 from service.errors import Conflict, EmailTaken, LoginFailed, RefreshFailed, WrongPassword
@@ -240,3 +244,32 @@ async def password(
 @router.post("/test_token", response_model=UserPublic, responses=UNAUTHORIZED)
 async def test_token(user: CurrentUser) -> UserPublic:
     return user
+
+
+# API keys are managed with an access token only: a key can neither make nor list keys.
+@router.post(
+    "/keys",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ApiKeyCreated,
+    responses=UNAUTHORIZED | {409: {"description": "Too many keys"}},
+)
+async def create_key(body: ApiKeyCreate, user: CurrentUser, db: DatabaseDep) -> ApiKeyCreated:
+    """A personal API key for `Authorization: Bearer` on the chat endpoints, within its
+    scopes: `read`, or `read` and `write`. The answer's `key` is shown this once."""
+    row, key = await db.write(account_store.add_key, user.id, body.name, body.scopes, body.expires_at)
+    return ApiKeyCreated(**row, key=key)
+
+
+@router.get("/keys", response_model=list[ApiKeyPublic], responses=UNAUTHORIZED)
+async def list_keys(user: CurrentUser, db: DatabaseDep) -> list[ApiKeyPublic]:
+    """Your API keys (never the keys themselves)."""
+    return [ApiKeyPublic(**row) for row in await db.read(account_store.keys_of, user.id)]
+
+
+@router.delete(
+    "/keys/{key_id}", response_model=Deleted, responses=UNAUTHORIZED | {404: {"description": "No such key of yours"}}
+)
+async def revoke_key(key_id: PathId, user: CurrentUser, db: DatabaseDep) -> Deleted:
+    """Revoke a key: it stops working at once."""
+    await db.write(account_store.revoke_key, user.id, key_id)
+    return Deleted()

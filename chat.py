@@ -1,4 +1,5 @@
-"""The chat endpoints under /v1/chats: chats, their messages, search, import and export.
+"""The chat endpoints under /v1/chats: chats, their messages, search, import and export,
+the trash, bulk actions and sync.
 Routes only: the SQL is in chat_store.py, search_store.py and import_store.py; errors are
 raised there as domain errors and answered by service/errors.py."""
 
@@ -10,7 +11,7 @@ from hashlib import sha256
 from typing import Annotated, BinaryIO, Literal, TypeVar
 
 import anyio.to_thread
-from fastapi import APIRouter, Body, Query, Request, Response, status
+from fastapi import APIRouter, Body, Header, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 from starlette.datastructures import UploadFile
 
@@ -20,6 +21,11 @@ import message_store
 import search_store
 from config import MiB
 from schemas import (
+    BatchSize,
+    BulkRequest,
+    BulkResult,
+    ChangePage,
+    ChangePublic,
     ChatCreate,
     ChatPublic,
     ChatUpdate,
@@ -40,9 +46,10 @@ from schemas import (
     SearchHit,
     SearchPage,
     SkippedConversationPublic,
+    TrashedChat,
 )
 from service import examples
-from service.deps import CurrentUser, DatabaseDep
+from service.deps import ChatUser, DatabaseDep
 from service.errors import ConfirmationMissing, NotAnExport, TooLarge, invalid
 from service.exports import FORMATS, HISTORY_PAGE, MESSAGE_LIST, all_chats_json, chat_json, path_messages
 from service.idempotency import KeyHeader, retryable, write_once
@@ -55,6 +62,7 @@ from service.imports import (
 )
 from service.metrics import IMPORT_BYTES, IMPORT_MESSAGES
 from service.openapi import ERROR_OR_INVALID_CONTENT
+from service.rules import MAX_ID, METADATA_KEY_MAX, METADATA_KEYS_MAX, METADATA_VALUE_MAX, PAGE_MAX, storable
 from service.search_terms import parse, parse_cursor, snippet
 
 router = APIRouter()
@@ -63,6 +71,63 @@ T = TypeVar("T")
 NOT_FOUND = {404: {"description": "Chat (or message) not found, or not yours"}}
 RETRY_CONFLICT = {409: {"description": "Idempotency-Key already used with a different request"}}
 Cursor = Annotated[Id | None, Query()]
+PRECONDITION = {412: {"description": "If-Match names a version that is no longer current; the answer holds it"}}
+IfMatch = Annotated[
+    str | None,
+    Header(max_length=1000, description='Only if the object is still at this version: its ETag, e.g. `"3"`'),
+]
+IfNoneMatch = Annotated[
+    str | None, Header(max_length=1000, description="304 if the object is still at this version (its ETag)")
+]
+
+
+def etag(version: int) -> str:
+    """A strong ETag: a chat's or message's version, raised by every change to what it shows."""
+    return f'"{version}"'
+
+
+def versions(header: str | None, weak: bool = False) -> frozenset[int] | None:
+    """The versions an If-Match (or If-None-Match, `weak`) header names; None for none
+    sent or `*` (any version). A tag that is no version of ours matches nothing."""
+    if header is None or header.strip() == "*":
+        return None
+    found = set()
+    for tag in header.split(","):
+        tag = tag.strip()
+        if weak and tag.startswith("W/"):
+            tag = tag[2:]
+        digits = tag[1:-1] if len(tag) > 2 and tag[0] == tag[-1] == '"' else ""
+        if digits.isascii() and digits.isdigit() and len(digits) <= 19:
+            found.add(int(digits))
+    return frozenset(found)
+
+
+def not_modified(header: str | None, version: int) -> bool:
+    if header is None:
+        return False
+    wanted = versions(header, weak=True)
+    return wanted is None or version in wanted
+
+
+def metadata_filter(request: Request) -> dict[str, str]:
+    """The `metadata.<key>=<value>` pairs of the query."""
+    pairs = {}
+    for name, value in request.query_params.multi_items():
+        if not name.startswith("metadata."):
+            continue
+        key = name.removeprefix("metadata.")
+        try:
+            storable(key)
+            storable(value)
+        except ValueError as error:
+            raise invalid(("query", name[:METADATA_KEY_MAX]), str(error)) from None
+        if not 1 <= len(key) <= METADATA_KEY_MAX or len(value) > METADATA_VALUE_MAX:
+            message = f"keys are 1 to {METADATA_KEY_MAX} characters, values at most {METADATA_VALUE_MAX}"
+            raise invalid(("query", name[:METADATA_KEY_MAX]), message)
+        pairs[key] = value
+    if len(pairs) > METADATA_KEYS_MAX:
+        raise invalid(("query", "metadata"), f"at most {METADATA_KEYS_MAX} metadata filters")
+    return pairs
 
 
 def parent_of(body: MessageCreate | MessageBatch) -> int | message_store.Default | None:
@@ -76,7 +141,7 @@ def parent_of(body: MessageCreate | MessageBatch) -> int | message_store.Default
     response_model=ChatPublic,
     responses=RETRY_CONFLICT | examples.example(201, examples.CHAT),
 )
-async def create_chat(chat: ChatCreate, user: CurrentUser, db: DatabaseDep, key: KeyHeader = None) -> ChatPublic:
+async def create_chat(chat: ChatCreate, user: ChatUser, db: DatabaseDep, key: KeyHeader = None) -> ChatPublic:
     """A new chat, with its messages if given: a line, or the tree an export describes
     with `id` and `parent_id` (mapped to new ids)."""
     items = [
@@ -99,16 +164,23 @@ async def create_chat(chat: ChatCreate, user: CurrentUser, db: DatabaseDep, key:
     )
 
 
-@router.get("/", response_model=list[ChatPublic], responses=examples.example(200, [examples.CHAT]))
+@router.get("/", response_model=list[ChatPublic] | list[TrashedChat], responses=examples.example(200, [examples.CHAT]))
 async def list_chats(
-    user: CurrentUser,
+    request: Request,
+    user: ChatUser,
     db: DatabaseDep,
     skip: Offset = 0,
     limit: PageSize = 20,
     archived: Annotated[bool, Query(description="Include archived chats")] = False,
-) -> list[ChatPublic]:
-    """Your chats: pinned first, then the most recently active; archived ones only on request."""
-    rows = await db.read(chat_store.listed_chats, user.id, skip, limit, archived)
+    trashed: Annotated[bool, Query(description="List the trash instead, most recently trashed first")] = False,
+) -> list[ChatPublic] | list[TrashedChat]:
+    """Your chats: pinned first, then the most recently active; archived ones only on request.
+    `metadata.<key>=<value>` (repeatable, up to 16) keeps the chats whose metadata has each pair."""
+    metadata = metadata_filter(request)
+    if trashed:
+        trash = await db.read(chat_store.trashed_chats, user.id, skip, limit)
+        return [TrashedChat.model_validate(row) for row in trash]
+    rows = await db.read(chat_store.listed_chats, user.id, skip, limit, archived, metadata)
     return [ChatPublic.model_validate(row) for row in rows]
 
 
@@ -118,13 +190,63 @@ async def list_chats(
     responses={400: {"description": "confirm=true is missing"}} | examples.example(200, {"deleted": 3}),
 )
 async def remove_all_chats(
-    user: CurrentUser,
+    user: ChatUser,
     db: DatabaseDep,
-    confirm: Annotated[bool, Query(description="Must be true: this deletes every chat you have")] = False,
+    confirm: Annotated[bool, Query(description="Must be true: this moves every chat you have to the trash")] = False,
 ) -> DeletedChats:
+    """Move every chat of yours to the trash."""
     if not confirm:
         raise ConfirmationMissing()
     return DeletedChats(deleted=await db.write(chat_store.delete_all_chats, user.id))
+
+
+@router.delete("/trash", response_model=DeletedChats, responses=examples.example(200, {"deleted": 3}))
+async def empty_trash(user: ChatUser, db: DatabaseDep) -> DeletedChats:
+    """Delete every chat in your trash for good, with its messages."""
+    return DeletedChats(deleted=await db.write(chat_store.empty_trash, user.id))
+
+
+@router.post("/bulk", response_model=BulkResult, responses=examples.example(200, {"ids": [1, 2], "not_found": [3]}))
+async def bulk_action(body: BulkRequest, user: ChatUser, db: DatabaseDep) -> BulkResult:
+    """One action on many chats, in one transaction: those named by `ids` (up to 1,000;
+    ids that are not your chats, or not where the action applies, come back as
+    `not_found`, untouched), or up to 1,000 that `filter` selects and the action changes
+    (call again until `ids` is empty). `restore` acts on the trash, `delete` for good."""
+    chat_filter = body.filter.model_dump() if body.filter else None
+    done = await db.write(chat_store.bulk, user.id, body.action, body.ids, chat_filter)
+    return BulkResult(ids=done.ids, not_found=done.not_found)
+
+
+@router.get(
+    "/changes",
+    response_model=ChangePage,
+    responses={410: {"description": "The cursor is older than the change log kept: reload, then sync again"}}
+    | examples.example(200, examples.CHANGES),
+)
+async def list_changes(
+    user: ChatUser,
+    db: DatabaseDep,
+    since: Annotated[
+        str | None, Query(max_length=20, pattern="^[0-9]+$", description="The `cursor` of the last call")
+    ] = None,
+    limit: BatchSize = PAGE_MAX,
+) -> Response:
+    """What changed in your chats and messages since the cursor, oldest first: each entry
+    names its kind (`chat` or `message`), id, chat, and whether it was `created`,
+    `updated` or `deleted` (a chat moved to the trash is deleted, with its messages; one
+    restored is created again, with them). Without `since`: no entries, and the cursor
+    to start from after loading everything."""
+    cursor = None if since is None else int(since)
+    if cursor is not None and cursor > MAX_ID:
+        raise invalid(("query", "since"), "is not a cursor")
+    rows, next_cursor, more = await db.read(chat_store.changes_since, user.id, cursor, limit)
+    data = [
+        ChangePublic(kind=r["kind"], id=r["object_id"], chat_id=r["chat_id"], change=r["change"], at=r["at"])
+        for r in rows
+    ]
+    # Answered as serialised here: a page of 1,000 entries is not dumped and validated again.
+    page = ChangePage(data=data, cursor=str(next_cursor), has_more=more)
+    return Response(page.model_dump_json(), media_type="application/json")
 
 
 async def spooled_upload(request: Request) -> BinaryIO:
@@ -237,7 +359,7 @@ IMPORT_BODY = {
     | examples.example(201, examples.IMPORT_RESULT),
     openapi_extra={"requestBody": IMPORT_BODY},
 )
-async def import_chats(request: Request, user: CurrentUser, db: DatabaseDep, key: KeyHeader = None) -> ImportResult:
+async def import_chats(request: Request, user: ChatUser, db: DatabaseDep, key: KeyHeader = None) -> ImportResult:
     """Import a chat export of ChatGPT, Claude, Open WebUI or LibreChat (told by its content):
     the ZIP as downloaded, or its JSON, as a multipart upload (field `file`) or as the request
     body. Each conversation becomes a chat with every branch; a conversation that cannot be
@@ -272,7 +394,7 @@ async def import_chats(request: Request, user: CurrentUser, db: DatabaseDep, key
 @router.get(
     "/export", response_model=list[ChatWithMessages], responses=examples.example(200, [examples.CHAT_WITH_MESSAGES])
 )
-async def export_all_chats(user: CurrentUser, db: DatabaseDep) -> StreamingResponse:
+async def export_all_chats(user: ChatUser, db: DatabaseDep) -> StreamingResponse:
     """All your chats with their messages, as JSON, streamed."""
     headers = {"Content-Disposition": 'attachment; filename="chats.json"'}
     return StreamingResponse(all_chats_json(db, user.id), media_type="application/json", headers=headers)
@@ -288,7 +410,7 @@ def parsed_query(name: str, parse_value: Callable[[str], T], value: str) -> T:
 
 @router.get("/search", response_model=SearchPage, responses=examples.example(200, examples.SEARCH_PAGE))
 async def search_chats(
-    user: CurrentUser,
+    user: ChatUser,
     db: DatabaseDep,
     q: Annotated[str, Query(min_length=1, max_length=500, description="Words to find (see the README)")],
     limit: PageSize = 20,
@@ -340,14 +462,12 @@ async def search_chats(
     responses=NOT_FOUND | RETRY_CONFLICT | examples.example(201, examples.QUESTION),
 )
 async def create_message(
-    chat_id: Id, message: MessageCreate, user: CurrentUser, db: DatabaseDep, key: KeyHeader = None
+    chat_id: Id, message: MessageCreate, user: ChatUser, db: DatabaseDep, key: KeyHeader = None
 ) -> MessagePublic:
     """Add a message below `parent_id` (left out: the chat's current leaf, so a client that
     never sends it builds a line); it becomes the chat's current leaf. Edit a question or
     regenerate an answer: send the new one with the old one's parent."""
     columns, parent = message.columns(), parent_of(message)
-    if key is None and isinstance(parent, message_store.Default):  # the hot path: one statement
-        return MessagePublic.model_validate(await db.write_one(message_store.add_message, user.id, chat_id, columns))
     # A parent left out and a null parent are different requests.
     parent_set = "parent_id" in message.model_fields_set
     retry = retryable(key, f"add message to {chat_id}", message.model_dump_json(), str(parent_set))
@@ -359,41 +479,79 @@ async def create_message(
 @router.get(
     "/{chat_id}",
     response_model=ChatWithMessages,
-    responses=NOT_FOUND | examples.example(200, examples.CHAT_WITH_MESSAGES),
+    responses=NOT_FOUND
+    | {304: {"description": "If-None-Match named the current version: no body"}}
+    | examples.example(200, examples.CHAT_WITH_MESSAGES),
 )
 async def read_chat(
     chat_id: Id,
-    user: CurrentUser,
+    user: ChatUser,
     db: DatabaseDep,
     message_id: Annotated[Id | None, Query(description="Show the path through this message instead")] = None,
-) -> ChatWithMessages | StreamingResponse:
+    if_none_match: IfNoneMatch = None,
+) -> ChatWithMessages | StreamingResponse | Response:
     """The chat with `messages`: the path from the root to the leaf it shows, oldest first,
     as on screen (with `message_id`, the path through that message to its newest leaf;
-    the chat is not changed)."""
+    the chat is not changed). `ETag` is the chat's version; with `If-None-Match` naming
+    it, 304 and no body."""
     chat, ids, messages = await db.read(message_store.chat_with_path, user.id, chat_id, message_id, HISTORY_PAGE)
-    if ids is None:
-        return ChatWithMessages(**chat, messages=messages)
+    headers = {"ETag": etag(chat["version"])}
+    if not_modified(if_none_match, chat["version"]):
+        return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)
+    if ids is None:  # the whole path is read already
+        body = ChatWithMessages(**chat, messages=messages).model_dump_json()
+        return Response(body, media_type="application/json", headers=headers)
     pages = path_messages(db, chat_id, ids, MESSAGE_LIST.validate_python(messages))
-    return StreamingResponse(chat_json(db, ChatPublic.model_validate(chat), pages), media_type="application/json")
+    body = chat_json(db, ChatPublic.model_validate(chat), pages)
+    return StreamingResponse(body, media_type="application/json", headers=headers)
 
 
-@router.patch("/{chat_id}", response_model=ChatPublic, responses=NOT_FOUND | examples.example(200, examples.CHAT))
+@router.patch(
+    "/{chat_id}", response_model=ChatPublic, responses=NOT_FOUND | PRECONDITION | examples.example(200, examples.CHAT)
+)
 async def edit_chat(
     chat_id: Id,
     changes: Annotated[ChatUpdate, Body(openapi_examples=examples.CHAT_CHANGES)],
-    user: CurrentUser,
+    user: ChatUser,
     db: DatabaseDep,
+    response: Response,
+    if_match: IfMatch = None,
 ) -> ChatPublic:
     """Rename, pin, archive, replace the metadata of a chat, or show another branch
-    (`current_message_id`); fields left out stay as they are."""
-    updated = await db.write(message_store.edit_chat, user.id, chat_id, changes.model_dump(exclude_unset=True))
+    (`current_message_id`); fields left out stay as they are. With `If-Match`, only if
+    the chat is still at that version (412 otherwise)."""
+    changed = changes.model_dump(exclude_unset=True)
+    updated = await db.write(message_store.edit_chat, user.id, chat_id, changed, versions(if_match))
+    response.headers["ETag"] = etag(updated["version"])
     return ChatPublic.model_validate(updated)
 
 
-@router.delete("/{chat_id}", response_model=Deleted, responses=NOT_FOUND | examples.example(200, examples.DELETED))
-async def remove_chat(chat_id: Id, user: CurrentUser, db: DatabaseDep) -> Deleted:
-    await db.write(chat_store.delete_chat, user.id, chat_id)
+@router.delete(
+    "/{chat_id}", response_model=Deleted, responses=NOT_FOUND | PRECONDITION | examples.example(200, examples.DELETED)
+)
+async def remove_chat(
+    chat_id: Id,
+    user: ChatUser,
+    db: DatabaseDep,
+    permanent: Annotated[bool, Query(description="Delete for good (from the trash too), not to the trash")] = False,
+    if_match: IfMatch = None,
+) -> Deleted:
+    """Move the chat to the trash (restorable for TRASH_DAYS), or delete it for good."""
+    await db.write(chat_store.delete_chat, user.id, chat_id, permanent, versions(if_match))
     return Deleted()
+
+
+@router.post(
+    "/{chat_id}/restore",
+    response_model=ChatPublic,
+    responses={404: {"description": "No chat of yours in the trash with this id"}}
+    | examples.example(200, examples.CHAT),
+)
+async def restore_chat(chat_id: Id, user: ChatUser, db: DatabaseDep, response: Response) -> ChatPublic:
+    """Take a chat out of the trash, with its messages."""
+    restored = await db.write(chat_store.restore_chat, user.id, chat_id)
+    response.headers["ETag"] = etag(restored["version"])
+    return ChatPublic.model_validate(restored)
 
 
 @router.get(
@@ -418,7 +576,7 @@ async def remove_chat(chat_id: Id, user: CurrentUser, db: DatabaseDep) -> Delete
 )
 async def export_chat(
     chat_id: Id,
-    user: CurrentUser,
+    user: ChatUser,
     db: DatabaseDep,
     format: Literal["json", "markdown", "openai"] = "json",
 ) -> StreamingResponse:
@@ -436,7 +594,7 @@ async def export_chat(
 )
 async def list_messages(
     chat_id: Id,
-    user: CurrentUser,
+    user: ChatUser,
     db: DatabaseDep,
     limit: PageSize = 50,
     after: Cursor = None,
@@ -458,7 +616,7 @@ async def list_messages(
 async def create_messages(
     chat_id: Id,
     batch: Annotated[MessageBatch, Body(openapi_examples=examples.SENT_MESSAGES)],
-    user: CurrentUser,
+    user: ChatUser,
     db: DatabaseDep,
     key: KeyHeader = None,
 ) -> list[MessagePublic] | Response:
@@ -482,44 +640,49 @@ async def create_messages(
 @router.patch(
     "/{chat_id}/messages/{message_id}",
     response_model=MessagePublic,
-    responses=NOT_FOUND | examples.example(200, examples.ANSWER),
+    responses=NOT_FOUND | PRECONDITION | examples.example(200, examples.ANSWER),
 )
 async def edit_message(
     chat_id: Id,
     message_id: Id,
     changes: Annotated[MessageUpdate, Body(openapi_examples=examples.MESSAGE_CHANGES)],
-    user: CurrentUser,
+    user: ChatUser,
     db: DatabaseDep,
+    response: Response,
+    if_match: IfMatch = None,
 ) -> MessagePublic:
+    """Change a message's content or metadata; `ETag` is its version, and `If-Match` makes
+    the change only if it is still at that version (412 otherwise)."""
     changed = changes.model_dump(exclude_unset=True)
-    return MessagePublic.model_validate(
-        await db.write(message_store.update_message, user.id, chat_id, message_id, changed)
-    )
+    updated = await db.write(message_store.update_message, user.id, chat_id, message_id, changed, versions(if_match))
+    response.headers["ETag"] = etag(updated["version"])
+    return MessagePublic.model_validate(updated)
 
 
 @router.delete(
     "/{chat_id}/messages/{message_id}",
     response_model=Deleted,
-    responses=NOT_FOUND | examples.example(200, examples.DELETED),
+    responses=NOT_FOUND | PRECONDITION | examples.example(200, examples.DELETED),
 )
 async def remove_message(
     chat_id: Id,
     message_id: Id,
-    user: CurrentUser,
+    user: ChatUser,
     db: DatabaseDep,
     subtree: Annotated[bool, Query(description="Remove every message below it too")] = False,
+    if_match: IfMatch = None,
 ) -> Deleted:
     """Remove a message. Its children move up to its parent, so a line stays a line;
     with `subtree=true` they go with it. A removed current leaf moves to the newest
     surviving leaf below the removed message's parent."""
-    await db.write(message_store.delete_message, user.id, chat_id, message_id, subtree)
+    await db.write(message_store.delete_message, user.id, chat_id, message_id, subtree, versions(if_match))
     return Deleted()
 
 
 @router.get("/{chat_id}/path", response_model=MessagePage, responses=NOT_FOUND | examples.example(200, examples.PAGE))
 async def read_path(
     chat_id: Id,
-    user: CurrentUser,
+    user: ChatUser,
     db: DatabaseDep,
     message_id: Annotated[
         Id | None, Query(description="The path through this message (default: the one shown)")

@@ -39,6 +39,10 @@ class Settings(BaseSettings):
     rate_limit_refresh: RateLimit = "10/minute"
     rate_limit_password: RateLimit = "10/minute"
 
+    # A chat in the trash is deleted for good after this many days; the sync log keeps its
+    # entries as long.
+    trash_days: int = Field(default=30, ge=1, le=36500)
+
     host: str = "0.0.0.0"
     port: int = 8000
     reload: bool = True

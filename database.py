@@ -103,13 +103,6 @@ class Database:
     async def write(self, work: Work[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         return await self._run(True, lambda conn: work(conn, *args, **kwargs))
 
-    async def write_one(self, work: Work[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        """A write of one statement, which is a transaction by itself: on PostgreSQL it runs
-        in autocommit, sparing the round trips of BEGIN and COMMIT."""
-        if self.inline:
-            return await self.write(work, *args, **kwargs)
-        return await self._run(False, lambda conn: work(conn, *args, **kwargs))
-
     async def _run(self, write: bool, work: Callable[[Connection], T]) -> T:
         started = time.perf_counter()
         try:

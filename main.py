@@ -1,10 +1,12 @@
 """The chat-history service: `python main.py` serves it, `uvicorn main:app` deploys it.
 `create_app(settings)` builds it, so a test can build one with other settings."""
 
+import asyncio
 import gc
+import logging
 import sys
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 
 import anyio.to_thread
@@ -14,6 +16,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
+import chat_store
 from api import api_router
 from config import Settings
 from database import Database
@@ -42,6 +45,25 @@ IMPORT_PATH = "/v1/chats/import"
 # Exports read at once per worker (each holds at most one conversation while it reads);
 # further imports wait their turn.
 IMPORTS_AT_ONCE = 2
+# How often each worker deletes the chats whose time in the trash is up (and prunes the
+# sync log): a few hours late at most, no cron job needed.
+PURGE_SECONDS = 3600
+
+logger = logging.getLogger(__name__)
+
+
+async def purge(app: FastAPI) -> int:
+    """Deletes the chats in the trash for longer than TRASH_DAYS; how many."""
+    return await app.state.database.write(chat_store.purge_expired, app.state.settings.trash_days)
+
+
+async def purge_forever(app: FastAPI) -> None:
+    while True:
+        try:
+            await purge(app)
+        except Exception:
+            logger.exception("Purging the trash failed; trying again later")
+        await asyncio.sleep(PURGE_SECONDS)
 
 
 @asynccontextmanager
@@ -53,8 +75,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     # Everything loaded so far lives as long as the process: keeping it out of the
     # collector's scans removes most of the pauses that would otherwise hit p99 latency.
     gc.freeze()
+    purger = asyncio.create_task(purge_forever(app))
     yield
     # uvicorn has finished the requests in flight (SIGTERM) before this runs.
+    purger.cancel()
+    with suppress(asyncio.CancelledError):
+        await purger
     await app.state.database.close()
     await app.state.limiter.close()
     app.state.hasher.close()

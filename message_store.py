@@ -13,17 +13,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from sqlalchemy import Connection, RowMapping, bindparam, delete, func, insert, literal_column, select, text, update
+from sqlalchemy import Connection, RowMapping, bindparam, delete, func, insert, literal_column, select, update
 
-from chat_store import CHAT_COLUMNS, CHATS, OWNED, add_chat, owned_chat, update_chat
+from chat_store import CHAT_COLUMNS, CHATS, OWNED, Entry, add_chat, check_version, owned_chat, record, update_chat
 from models import Message
-from service.errors import ChatNotFound, MessageNotFound, Unprocessable
+from service.errors import ChatNotFound, MessageNotFound, Unprocessable, VersionMismatch
 from service.rules import MAX_ID
 
 MESSAGES = Message.__table__
 MESSAGE_COLUMNS = tuple(
     MESSAGES.c[name]
-    for name in ("id", "chat_id", "parent_id", "role", "content", "name", "model", "metadata", "created_at")
+    for name in ("id", "chat_id", "parent_id", "role", "content", "name", "model", "metadata", "created_at", "version")
 )
 # Not named after the columns: an UPDATE reserves those names for the values it sets.
 THE_CHAT, THE_MESSAGE = bindparam("the_chat"), bindparam("the_message")
@@ -31,7 +31,9 @@ THE_CHAT, THE_MESSAGE = bindparam("the_chat"), bindparam("the_message")
 # Writes to one chat queue on its row lock (a no-op on SQLite, whose writers are serial
 # anyway), so message ids and created_at times rise together.
 LOCK_CHAT = select(CHATS.c.current_message_id).where(*OWNED).with_for_update()
-TOUCH_CHAT = update(CHATS).where(CHATS.c.id == THE_CHAT).values(updated_at=bindparam("now"))
+TOUCH_CHAT = (
+    update(CHATS).where(CHATS.c.id == THE_CHAT).values(updated_at=bindparam("now"), version=CHATS.c.version + 1)
+)
 SHOW_LEAF = TOUCH_CHAT.values(current_message_id=bindparam("leaf"))
 SHOW_LEAF_OF_BRANCH = SHOW_LEAF.values(branched=True)
 # The chat as the API shows it, and whether it has branches.
@@ -46,11 +48,12 @@ ADD_MESSAGES = insert(MESSAGES).returning(*MESSAGE_COLUMNS, sort_by_parameter_or
 SET_PARENT = update(MESSAGES).where(MESSAGES.c.id == THE_MESSAGE).values(parent_id=bindparam("parent"))
 MESSAGE_IN_CHAT = (MESSAGES.c.id == THE_MESSAGE, MESSAGES.c.chat_id == THE_CHAT)
 READ_MESSAGE = select(*MESSAGE_COLUMNS).where(*MESSAGE_IN_CHAT)
-PARENT_OF = select(MESSAGES.c.parent_id).where(*MESSAGE_IN_CHAT)
+PARENT_OF = select(MESSAGES.c.parent_id, MESSAGES.c.version).where(*MESSAGE_IN_CHAT)
 REATTACH_CHILDREN = (
     update(MESSAGES)
     .where(MESSAGES.c.chat_id == THE_CHAT, MESSAGES.c.parent_id == THE_MESSAGE)
-    .values(parent_id=bindparam("parent"))
+    .values(parent_id=bindparam("parent"), version=MESSAGES.c.version + 1)
+    .returning(MESSAGES.c.id)
 )
 DELETE_MESSAGES = delete(MESSAGES).where(MESSAGES.c.id.in_(bindparam("ids", expanding=True)))
 CHILDREN_OF = (
@@ -216,6 +219,8 @@ def add_messages(
     conn.execute(
         SHOW_LEAF_OF_BRANCH if branches else SHOW_LEAF, {"the_chat": chat_id, "leaf": rows[-1]["id"], "now": now}
     )
+    entries: list[Entry] = [("message", row["id"], chat_id, "created") for row in rows]
+    record(conn, owner_id, [*entries, ("chat", chat_id, chat_id, "updated")], now)
     if follows_leaf and parent is not None:
         # The current leaf had no children: each new message is its parent's only child.
         return [{**row, "sibling_ids": [row["id"]]} for row in rows]
@@ -225,45 +230,7 @@ def add_messages(
 def add_message(
     conn: Connection, owner_id: int, chat_id: int, message: Mapping[str, Any], parent: int | Default | None = DEFAULT
 ) -> dict[str, Any]:
-    if isinstance(parent, Default) and conn.dialect.name == "postgresql":
-        return _append_to_leaf(conn, owner_id, chat_id, message)
     return add_messages(conn, owner_id, chat_id, [message], parent)[0]
-
-
-def _append_statement() -> Any:
-    """PostgreSQL: lock the owner's chat, insert the message below its current leaf, and
-    show the new one, in one statement (one round trip; with Database.write_one, no BEGIN
-    and COMMIT either). The chat's row lock orders concurrent appends as the steps of
-    add_messages do: a waiter re-reads the row, and with it the leaf, once it has the lock."""
-    returned = ", ".join(column.name for column in MESSAGE_COLUMNS)
-    statement = text(
-        "WITH chat AS (SELECT id, current_message_id FROM chats"
-        " WHERE id = :chat_id AND owner_id = :owner_id FOR UPDATE),"
-        " inserted AS (INSERT INTO messages"
-        " (chat_id, owner_id, parent_id, role, content, name, model, metadata, created_at)"
-        " SELECT chat.id, :owner_id, chat.current_message_id, :role, :content, :name, :model, :metadata,"
-        " :created_at FROM chat"
-        f" RETURNING {returned}),"
-        " shown AS (UPDATE chats SET current_message_id = inserted.id, updated_at = :created_at"
-        " FROM inserted WHERE chats.id = inserted.chat_id)"
-        f" SELECT {returned} FROM inserted"
-    )
-    typed = (MESSAGES.c.metadata, MESSAGES.c.created_at)
-    return statement.bindparams(*(bindparam(column.name, type_=column.type) for column in typed)).columns(
-        *MESSAGE_COLUMNS
-    )
-
-
-APPEND_TO_LEAF = _append_statement()
-
-
-def _append_to_leaf(conn: Connection, owner_id: int, chat_id: int, message: Mapping[str, Any]) -> dict[str, Any]:
-    params = {"name": None, "model": None, "metadata": {}, **message, "owner_id": owner_id, "chat_id": chat_id}
-    row = conn.execute(APPEND_TO_LEAF, {**params, "created_at": datetime.now(UTC)}).mappings().one_or_none()
-    if row is None:
-        raise ChatNotFound()
-    # The current leaf had no children: the new message is its parent's only child.
-    return {**row, "sibling_ids": [row["id"]]}
 
 
 def add_chat_with_tree(
@@ -278,8 +245,11 @@ def add_chat_with_tree(
     now = datetime.now(UTC)
     created = add_chat(conn, owner_id, chat["title"], chat["metadata"], chat.get("created_at", now))
     if not messages:
+        record(conn, owner_id, [("chat", created["id"], created["id"], "created")], now)
         return created
     rows = _insert(conn, owner_id, created["id"], messages, chat.get("created_at", now))
+    entries: list[Entry] = [("chat", created["id"], created["id"], "created")]
+    record(conn, owner_id, [*entries, *(("message", row["id"], created["id"], "created") for row in rows)], now)
     leaf = rows[-1]["id"] if current is None else newest_below(conn, created["id"], rows[current]["id"])
     updated_at = chat.get("updated_at", now)
     # A line lists each message right after its parent; anything else has branches.
@@ -287,7 +257,7 @@ def add_chat_with_tree(
     conn.execute(
         SHOW_LEAF if line else SHOW_LEAF_OF_BRANCH, {"the_chat": created["id"], "leaf": leaf, "now": updated_at}
     )
-    return {**created, "current_message_id": leaf, "updated_at": updated_at}
+    return {**created, "current_message_id": leaf, "updated_at": updated_at, "version": created["version"] + 1}
 
 
 def newest_below(conn: Connection, chat_id: int, message_id: int) -> int:
@@ -443,37 +413,63 @@ def message_page(
     return page
 
 
+def _check_message(conn: Connection, chat_id: int, message_id: int, expected: frozenset[int] | None) -> Any:
+    """The message's parent and version (its chat locked), checked against `expected` (None: any)."""
+    found = conn.execute(PARENT_OF, {"the_chat": chat_id, "the_message": message_id}).one_or_none()
+    if found is None:
+        raise MessageNotFound()
+    if expected is not None and found.version not in expected:
+        raise VersionMismatch(found.version)
+    return found
+
+
 def update_message(
-    conn: Connection, owner_id: int, chat_id: int, message_id: int, changes: dict[str, Any]
+    conn: Connection,
+    owner_id: int,
+    chat_id: int,
+    message_id: int,
+    changes: dict[str, Any],
+    expected: frozenset[int] | None = None,
 ) -> dict[str, Any]:
     """Sets the given columns (content, metadata) of a message; its chat counts as updated."""
     _lock_chat(conn, owner_id, chat_id)
-    conn.execute(TOUCH_CHAT, {"the_chat": chat_id, "now": datetime.now(UTC)})
+    _check_message(conn, chat_id, message_id, expected)
     ids = {"the_message": message_id, "the_chat": chat_id}
-    query = update(MESSAGES).where(*MESSAGE_IN_CHAT).values(**changes).returning(*MESSAGE_COLUMNS)
-    updated = conn.execute(query if changes else READ_MESSAGE, ids).mappings().one_or_none()
-    if updated is None:
-        raise MessageNotFound()
-    return with_siblings(conn, chat_id, [updated])[0]
+    if not changes:
+        return with_siblings(conn, chat_id, [conn.execute(READ_MESSAGE, ids).mappings().one()])[0]
+    now = datetime.now(UTC)
+    conn.execute(TOUCH_CHAT, {"the_chat": chat_id, "now": now})
+    values = {**changes, "version": MESSAGES.c.version + 1}
+    updated = conn.execute(update(MESSAGES).where(*MESSAGE_IN_CHAT).values(values).returning(*MESSAGE_COLUMNS), ids)
+    row = updated.mappings().one()
+    record(conn, owner_id, [("message", message_id, chat_id, "updated"), ("chat", chat_id, chat_id, "updated")], now)
+    return with_siblings(conn, chat_id, [row])[0]
 
 
 # Expanding lists are sent in slices, well under SQLite's limit on bound variables.
 SLICE = 10_000
 
 
-def delete_message(conn: Connection, owner_id: int, chat_id: int, message_id: int, subtree: bool) -> None:
+def delete_message(
+    conn: Connection,
+    owner_id: int,
+    chat_id: int,
+    message_id: int,
+    subtree: bool,
+    expected: frozenset[int] | None = None,
+) -> None:
     """Removes the message, and either its descendants too or (so that a line stays a
     line) re-attaches its children to its parent. A removed current leaf moves to the
     newest surviving leaf below the removed message's parent."""
     current = _lock_chat(conn, owner_id, chat_id)
-    found = conn.execute(PARENT_OF, {"the_chat": chat_id, "the_message": message_id}).one_or_none()
-    if found is None:
-        raise MessageNotFound()
+    found = _check_message(conn, chat_id, message_id, expected)
+    moved: list[int] = []
     if subtree:
         removed = list(conn.execute(DESCENDANTS, {"chat_id": chat_id, "start": message_id}).scalars())
     else:
         removed = [message_id]
-        conn.execute(REATTACH_CHILDREN, {"the_chat": chat_id, "the_message": message_id, "parent": found.parent_id})
+        reattach = {"the_chat": chat_id, "the_message": message_id, "parent": found.parent_id}
+        moved = list(conn.execute(REATTACH_CHILDREN, reattach).scalars())
     for start in range(0, len(removed), SLICE):
         conn.execute(DELETE_MESSAGES, {"ids": removed[start : start + SLICE]})
     leaf = current
@@ -482,7 +478,11 @@ def delete_message(conn: Connection, owner_id: int, chat_id: int, message_id: in
             leaf = conn.execute(NEWEST_IN_CHAT, {"chat_id": chat_id}).scalar_one()
         else:
             leaf = newest_below(conn, chat_id, found.parent_id)
-    conn.execute(SHOW_LEAF, {"the_chat": chat_id, "leaf": leaf, "now": datetime.now(UTC)})
+    now = datetime.now(UTC)
+    conn.execute(SHOW_LEAF, {"the_chat": chat_id, "leaf": leaf, "now": now})
+    entries: list[Entry] = [("message", m, chat_id, "deleted") for m in removed]
+    entries += [("message", m, chat_id, "updated") for m in moved]
+    record(conn, owner_id, [*entries, ("chat", chat_id, chat_id, "updated")], now)
 
 
 class Follows:
@@ -518,9 +518,12 @@ def tree_of(
     return messages, None if current is None else index[current]
 
 
-def edit_chat(conn: Connection, owner_id: int, chat_id: int, changes: dict[str, Any]) -> RowMapping:
+def edit_chat(
+    conn: Connection, owner_id: int, chat_id: int, changes: dict[str, Any], expected: frozenset[int] | None = None
+) -> RowMapping:
     """A PATCH of the chat: its columns, with `current_message_id` (if given) moved to the
     newest leaf below the message named."""
+    check_version(conn, owner_id, chat_id, expected)
     if "current_message_id" in changes:
         owned_chat(conn, owner_id, chat_id)
         changes["current_message_id"] = shown_leaf(

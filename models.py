@@ -18,9 +18,19 @@ from sqlalchemy import (
     TypeDecorator,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
-from sqlalchemy.sql import false
+from sqlalchemy.sql import false, text
 
-from service.rules import EMAIL_MAX, MODEL_MAX, NAME_MAX, ROLES, TITLE_MAX, USERNAME_MAX
+from service.rules import (
+    CHANGE_KINDS,
+    EMAIL_MAX,
+    METADATA_KEY_MAX,
+    METADATA_VALUE_MAX,
+    MODEL_MAX,
+    NAME_MAX,
+    ROLES,
+    TITLE_MAX,
+    USERNAME_MAX,
+)
 
 # 64-bit ids on PostgreSQL; SQLite's INTEGER PRIMARY KEY is already 64-bit (the rowid).
 Id = BigInteger().with_variant(Integer(), "sqlite")
@@ -61,6 +71,10 @@ class User(Base):
     created_at: Mapped[datetime] = mapped_column(Timestamp())
     # Access tokens name the generation they were issued in; bumping it revokes them all.
     token_generation: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    # The sequence number of the user's last recorded change (see Change), and the last
+    # one pruned from the log: a sync cursor below it is too old to follow.
+    change_seq: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    pruned_seq: Mapped[int] = mapped_column(BigInteger, server_default="0")
 
 
 # Client-defined string pairs. JSON, not JSONB: it keeps the client's text as sent.
@@ -74,6 +88,13 @@ class Chat(Base):
         # ones left out (the default list), and with them.
         Index("ix_chats_owner_list", "owner_id", "archived", "pinned", "updated_at", "id"),
         Index("ix_chats_owner_recent", "owner_id", "pinned", "updated_at", "id"),
+        # Only the trash, for the purge: small, and of no use to a planner looking for live chats.
+        Index(
+            "ix_chats_trashed_at",
+            "trashed_at",
+            postgresql_where=text("trashed_at IS NOT NULL"),
+            sqlite_where=text("trashed_at IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
@@ -89,6 +110,10 @@ class Chat(Base):
     # Whether any message ever had a sibling: until then the path shown is every message
     # in id order, read without walking parents.
     branched: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    # Raised by every change to the chat or its messages: its ETag.
+    version: Mapped[int] = mapped_column(BigInteger, server_default="1")
+    # Set while the chat is in the trash: then it is found by nothing but the trash's own routes.
+    trashed_at: Mapped[datetime | None] = mapped_column(Timestamp())
 
 
 class Message(Base):
@@ -117,6 +142,62 @@ class Message(Base):
     model: Mapped[str | None] = mapped_column(String(MODEL_MAX))
     meta: Mapped[dict[str, str]] = mapped_column("metadata", Metadata, server_default="{}")
     created_at: Mapped[datetime] = mapped_column(Timestamp())
+    # Raised by every change to the message (its content, metadata or parent): its ETag.
+    version: Mapped[int] = mapped_column(BigInteger, server_default="1")
+
+
+class ChatMetadata(Base):
+    """A chat's metadata, one row a key, written with the chat: what a list filtered by
+    `metadata.<key>=<value>` finds through its index."""
+
+    __tablename__ = "chat_metadata"
+    # SQLite: WITHOUT ROWID, so that the rows are the primary key's b-tree: one lookup, not two.
+    __table_args__ = (
+        Index("ix_chat_metadata_owner_pair", "owner_id", "key", "value", "chat_id"),
+        {"sqlite_with_rowid": False},
+    )
+
+    chat_id: Mapped[int] = mapped_column(ForeignKey("chats.id", ondelete="CASCADE"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(METADATA_KEY_MAX), primary_key=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    value: Mapped[str] = mapped_column(String(METADATA_VALUE_MAX))
+
+
+class Change(Base):
+    """What changed in a user's chats and messages, in the order it happened, for sync.
+    `seq` counts per owner, taken from the owner's row in the same transaction as the
+    change, so a reader never sees a later change without every earlier one. Deletions
+    are kept as tombstones; rows older than TRASH_DAYS are pruned."""
+
+    __tablename__ = "changes"
+    # SQLite: WITHOUT ROWID, so that a page of an owner's log is a run of the primary
+    # key's own leaves, however long the log.
+    __table_args__ = (CheckConstraint(f"kind IN {CHANGE_KINDS}", name="kind"), {"sqlite_with_rowid": False})
+
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    kind: Mapped[str] = mapped_column(String(8))
+    object_id: Mapped[int] = mapped_column(Id)
+    chat_id: Mapped[int] = mapped_column(Id)
+    change: Mapped[str] = mapped_column(String(8))
+    at: Mapped[datetime] = mapped_column(Timestamp(), index=True)
+
+
+class ApiKey(Base):
+    """A personal API key: `chk_<secret>`, of which only the SHA-256 is kept."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(NAME_MAX))
+    prefix: Mapped[str] = mapped_column(String(16))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # "read" or "read write"
+    scopes: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(Timestamp())
+    expires_at: Mapped[datetime | None] = mapped_column(Timestamp())
+    last_used_at: Mapped[datetime | None] = mapped_column(Timestamp())
 
 
 class IdempotencyKey(Base):

@@ -1,12 +1,13 @@
 """Request and response bodies: strict at the boundary, so bad input never reaches the database."""
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, Self
 
 from annotated_types import Ge, Le
 from pydantic import (
     AfterValidator,
+    AwareDatetime,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -15,6 +16,7 @@ from pydantic import (
     RootModel,
     Strict,
     StringConstraints,
+    model_validator,
 )
 
 from service import rules
@@ -55,6 +57,7 @@ Id = Annotated[int, Ge(1), Le(rules.MAX_ID), BeforeValidator(_digits)]
 # JSON schema as minimum and maximum.)
 PageSize = Annotated[int, Ge(1), Le(rules.PAGE_MAX), BeforeValidator(_digits)]
 Offset = Annotated[int, Ge(0), Le(rules.MAX_ID), BeforeValidator(_digits)]
+BatchSize = Annotated[int, Ge(1), Le(rules.BATCH_MAX), BeforeValidator(_digits)]
 # An id in a JSON body: a JSON integer, never a string or a float.
 BodyId = Annotated[int, Strict(), Ge(1), Le(rules.MAX_ID)]
 
@@ -250,6 +253,10 @@ class ChatPublic(BaseModel):
     updated_at: datetime
 
 
+class TrashedChat(ChatPublic):
+    trashed_at: datetime = Field(description="When it was moved to the trash; it is deleted TRASH_DAYS later")
+
+
 class ChatWithMessages(ChatPublic):
     messages: list[MessagePublic]
 
@@ -289,6 +296,86 @@ class Deleted(BaseModel):
 
 class DeletedChats(BaseModel):
     deleted: int
+
+
+# A time as sent (any offset), kept in UTC.
+UtcTime = Annotated[AwareDatetime, AfterValidator(lambda value: value.astimezone(UTC))]
+
+
+class BulkFilter(BaseModel):
+    archived: bool | None = None
+    older_than: UtcTime | None = Field(default=None, description="Chats last active before this time")
+    metadata: Metadata = Field(default={}, description="Chats with each of these metadata pairs")
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class BulkRequest(BaseModel):
+    ids: Annotated[list[BodyId], Field(min_length=1, max_length=rules.BATCH_MAX)] | None = None
+    filter: BulkFilter | None = None
+    action: Literal[rules.BULK_ACTIONS]  # type: ignore[valid-type]
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"ids": [1, 2], "action": "archive"}]})
+
+    @model_validator(mode="after")
+    def ids_or_filter(self) -> Self:
+        if (self.ids is None) == (self.filter is None):
+            raise ValueError("send either `ids` or `filter`")
+        return self
+
+
+class BulkResult(BaseModel):
+    ids: list[int] = Field(description="The chats the action applied to")
+    not_found: list[int] = Field(description="Ids that name none of your chats the action applies to")
+
+
+class ChangePublic(BaseModel):
+    kind: Literal[rules.CHANGE_KINDS]  # type: ignore[valid-type]
+    id: int
+    chat_id: int
+    change: Literal[rules.CHANGE_TYPES]  # type: ignore[valid-type]
+    at: datetime
+
+
+class ChangePage(BaseModel):
+    data: list[ChangePublic]
+    cursor: str = Field(description="`since` of the next call")
+    has_more: bool
+
+
+Scope = Literal[rules.SCOPES]  # type: ignore[valid-type]
+
+
+class ApiKeyCreate(BaseModel):
+    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=rules.NAME_MAX), Storable]
+    scopes: Annotated[list[Scope], Field(min_length=1, max_length=len(rules.SCOPES))]
+    expires_at: UtcTime | None = None
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"name": "sync script", "scopes": ["read"]}]}
+    )
+
+    @model_validator(mode="after")
+    def read_comes_with_write(self) -> Self:
+        if "read" not in self.scopes or len(set(self.scopes)) != len(self.scopes):
+            raise ValueError('scopes must be ["read"] or ["read", "write"]')
+        if self.expires_at is not None and self.expires_at <= datetime.now(UTC):
+            raise ValueError("expires_at must be in the future")
+        return self
+
+
+class ApiKeyPublic(BaseModel):
+    id: int
+    prefix: str = Field(description="The key's first characters, to tell keys apart")
+    name: str
+    scopes: list[Scope]
+    created_at: datetime
+    expires_at: datetime | None
+    last_used_at: datetime | None
+
+
+class ApiKeyCreated(ApiKeyPublic):
+    key: str = Field(description="The key itself: shown this once, then never again")
 
 
 class Welcome(BaseModel):

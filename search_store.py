@@ -32,6 +32,9 @@ CJK_CHARS = 20_000
 MAX_PREFIX_WORDS = 64  # SQLite: more words than that, and the prefix is left to FTS5
 RECENT_MESSAGES = 1_000  # PostgreSQL: how many of the caller's newest messages a search reads one by one
 
+# Chats in the trash, and their messages, are found by nothing.
+LIVE = Chat.trashed_at.is_(None)
+
 # Statements are built once for each shape of query (which index, how many CJK terms to
 # filter by) and take the words as parameters: building one costs more than running it.
 
@@ -137,9 +140,10 @@ def _postgresql_recent_messages(filters: int) -> Select:
     # A subquery per hit, not a join: a join could make the planner read the whole window to sort it.
     title = select(Chat.title).where(Chat.id == recent.c.chat_id).scalar_subquery().label("title")
     content = func.substr(recent.c.content, 1, WORD_CHARS).label("content")
+    live = select(Chat.id).where(Chat.id == recent.c.chat_id, LIVE).exists()
     return (
         select(recent.c.id, recent.c.chat_id, recent.c.role, content, recent.c.created_at, title)
-        .where(*_postgresql_matches(recent.c.search_document, recent.c.content, filters))
+        .where(*_postgresql_matches(recent.c.search_document, recent.c.content, filters), live)
         .order_by(recent.c.owner_id.desc(), recent.c.id.desc())
         .limit(bindparam("limit"))
     )
@@ -154,7 +158,11 @@ def _postgresql_older_messages(filters: int) -> Select:
     document = literal_column("messages.search_document")
     older = (
         select(Message.id)
-        .where(Message.id < floor, *_postgresql_matches(document, Message.content, filters))
+        .where(
+            Message.id < floor,
+            *_postgresql_matches(document, Message.content, filters),
+            select(Chat.id).where(Chat.id == Message.chat_id, LIVE).exists(),
+        )
         .cte("older")
         .prefix_with("MATERIALIZED")
     )
@@ -162,7 +170,7 @@ def _postgresql_older_messages(filters: int) -> Select:
     return MESSAGE_HITS.where(Message.id.in_(page)).order_by(Message.id.desc())
 
 
-TITLE_HITS = select(Chat.id, Chat.title, Chat.created_at).where(Chat.owner_id == bindparam("owner_id"))
+TITLE_HITS = select(Chat.id, Chat.title, Chat.created_at).where(Chat.owner_id == bindparam("owner_id"), LIVE)
 MESSAGE_HITS = (
     select(
         Message.id,
@@ -173,8 +181,9 @@ MESSAGE_HITS = (
         Chat.title,
     )
     .join(Chat, Chat.id == Message.chat_id)
-    .where(Chat.owner_id == bindparam("owner_id"))
+    .where(Chat.owner_id == bindparam("owner_id"), LIVE)
 )
+
 # The caller's newest RECENT_MESSAGES messages before the cursor, newest first. The owner
 # is a range of one, not "=": ordered by (owner_id, id), this walk is then one that only
 # ix_messages_owner_recent gives. With "=" the planner may prefer the primary key, and

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import httpx
 from argon2 import PasswordHasher, Type
-from sqlalchemy import create_engine, insert, make_url, text
+from sqlalchemy import create_engine, insert, make_url, text, update
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 import search_corpus  # noqa: E402
 
 from config import Settings  # noqa: E402
-from models import Chat, Message  # noqa: E402
+from models import Change, Chat, ChatMetadata, Message, User  # noqa: E402
 
 settings = Settings()
 
@@ -110,6 +110,36 @@ SCENARIOS = [
     # 1,000,000: with 32 clients, and with one, the latency of a search on a server not saturated.
     Scenario("8 search 100,000 of 1,000,000 messages", "GET", "", user="searcher", max_p99_ms=100, paths="search"),
     Scenario("8 search, one client", "GET", "", user="searcher", connections=1, max_p99_ms=100, paths="search"),
+    # Sync: a page of 500 changes from the middle of a log of 1,000, and of 1,000,000.
+    Scenario(
+        "10 changes: page of 500 of 1,000",
+        "GET",
+        "/v1/chats/changes?since={sync_1k}&limit=500",
+        user="sync_1k",
+        items=500,
+    ),
+    Scenario(
+        "10 changes: page of 500 of 1,000,000",
+        "GET",
+        "/v1/chats/changes?since={sync_1m}&limit=500",
+        user="sync_1m",
+        items=500,
+        baseline="10",
+    ),
+    # The chat list filtered by metadata: one chat in ten has project=travel.
+    Scenario(
+        "11 first 20 of 10,000 chats, metadata.project=travel",
+        "GET",
+        "/v1/chats/?limit=20&metadata.project=travel",
+        user="owner_10k",
+    ),
+    Scenario(
+        "11 first 20 of 100,000 chats, metadata.project=travel",
+        "GET",
+        "/v1/chats/?limit=20&metadata.project=travel",
+        user="owner_100k",
+        baseline="11",
+    ),
     Scenario(
         "5 login",
         "POST",
@@ -361,7 +391,7 @@ class Seed:
     def __init__(self, base_url: str, database_url: str, search: bool) -> None:
         self.tokens: dict[str, str] = {}
         self.ids: dict[str, int] = {}
-        names = ["writer", "owner_10k", "owner_100k"]
+        names = ["writer", "owner_10k", "owner_100k", "sync_1k", "sync_1m"]
         if search:
             names += ["searcher", *(f"other_{i}" for i in range(search_corpus.OTHER_USERS))]
         with httpx.Client(base_url=base_url, timeout=60) as client:
@@ -378,8 +408,11 @@ class Seed:
         with engine.begin() as connection:
             self.add_messages(connection, user_ids["writer"], self.ids["chat_50"], 50)
             self.add_messages(connection, user_ids["writer"], self.ids["chat_100k"], 100_000)
-            self.add_chats(connection, user_ids["owner_10k"], 10_000)
-            self.add_chats(connection, user_ids["owner_100k"], 100_000)
+            for owner, count in (("owner_10k", 10_000), ("owner_100k", 100_000)):
+                self.add_metadata(connection, user_ids[owner], self.add_chats(connection, user_ids[owner], count))
+            for owner, count in (("sync_1k", 1_000), ("sync_1m", 1_000_000)):
+                self.add_changes(connection, user_ids[owner], count)
+                self.ids[owner] = count // 2
             last = connection.execute(text("SELECT max(id) FROM messages")).scalar_one()
             # As migration 0007 makes today's chats: each message follows the one before.
             connection.execute(
@@ -401,12 +434,12 @@ class Seed:
             started = time.monotonic()
             with engine.begin() as connection:
                 self.add_search_corpus(connection, user_ids)
-            if engine.dialect.name == "postgresql":
-                # What autovacuum does to a table grown by a million rows, some minutes later:
-                # statistics for the planner, and the GIN index's pending list merged.
-                with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-                    connection.exec_driver_sql("VACUUM ANALYZE")
             print(f"  (search corpus seeded in {time.monotonic() - started:.0f} s)", file=sys.stderr, flush=True)
+        if engine.dialect.name == "postgresql":
+            # What autovacuum does to tables grown by a million rows, some minutes later:
+            # statistics for the planner, and the GIN index's pending list merged.
+            with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+                connection.exec_driver_sql("VACUUM ANALYZE")
         engine.dispose()
         self.ids["deep_after"] = last - 100
         self.bodies = {
@@ -467,6 +500,36 @@ class Seed:
             ]
             ids += connection.scalars(insert(Chat).returning(Chat.id, sort_by_parameter_order=True), rows).all()
         return ids
+
+    @staticmethod
+    def add_metadata(connection, owner_id: int, chat_ids: list[int]) -> None:
+        """project=travel on one chat in ten, project=work on the others, as the API writes it."""
+        for first in range(0, len(chat_ids), 10_000):
+            rows = [
+                {"chat_id": chat, "owner_id": owner_id, "key": "project", "value": "travel" if i % 10 == 0 else "work"}
+                for i, chat in enumerate(chat_ids[first : first + 10_000], start=first)
+            ]
+            connection.execute(insert(ChatMetadata), rows)
+
+    @staticmethod
+    def add_changes(connection, owner_id: int, count: int) -> None:
+        """A change log of `count` entries: a chat's messages created, one after another."""
+        at = datetime.now(UTC)
+        for first in range(0, count, 10_000):
+            rows = [
+                {
+                    "owner_id": owner_id,
+                    "seq": i,
+                    "kind": "message",
+                    "object_id": i,
+                    "chat_id": 1,
+                    "change": "created",
+                    "at": at,
+                }
+                for i in range(first + 1, min(first + 10_000, count) + 1)
+            ]
+            connection.execute(insert(Change), rows)
+        connection.execute(update(User).where(User.id == owner_id).values(change_seq=count))
 
     @classmethod
     def add_search_corpus(cls, connection, user_ids: dict[str, int]) -> None:

@@ -1,5 +1,7 @@
-"""The routes' dependencies, declared once as types: `db: DatabaseDep`, `user: CurrentUser`."""
+"""The routes' dependencies, declared once as types: `db: DatabaseDep`, `user: CurrentUser`
+(an access token), `user: ChatUser` (an access token or an API key within its scopes)."""
 
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -9,8 +11,9 @@ import account_store
 from database import Database, get_db
 from schemas import UserPublic
 from security import AccessClaims, PasswordHasher, TokenSigner
-from service.errors import NotAuthenticated
+from service.errors import Forbidden, NotAuthenticated
 from service.ratelimit import RateLimiter
+from service.rules import KEY_PREFIX
 
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="v1/auth/token")
 
@@ -53,3 +56,29 @@ async def current_user(db: DatabaseDep, claims: ClaimsDep, request: Request) -> 
 
 
 CurrentUser = Annotated[UserPublic, Depends(current_user)]
+
+# A key's last use is written at most this often: not a write with every request.
+KEY_USE_RESOLUTION = timedelta(minutes=1)
+READING = frozenset({"GET", "HEAD"})
+
+
+async def chat_user(
+    request: Request, db: DatabaseDep, signer: SignerDep, token: Annotated[str, Depends(oauth2_scheme)]
+) -> UserPublic:
+    """The user of an access token, or of an API key: a key may read with the `read`
+    scope, and needs `write` for anything else."""
+    if not token.startswith(KEY_PREFIX):
+        return await current_user(db, await access_claims(signer, token), request)
+    key = await db.read(account_store.key_owner, token) if len(token) <= signer.max_token_bytes else None
+    now = datetime.now(UTC)
+    if key is None or (key["expires_at"] is not None and key["expires_at"] <= now):
+        raise NotAuthenticated("Invalid, expired or revoked API key")
+    if request.method not in READING and "write" not in key["scopes"].split():
+        raise Forbidden("This API key may only read")
+    if key["last_used_at"] is None or now - key["last_used_at"] >= KEY_USE_RESOLUTION:
+        await db.write(account_store.key_used, key["key_id"], now)
+    request.state.user_id = key["id"]  # for the request log
+    return UserPublic.model_validate(key)
+
+
+ChatUser = Annotated[UserPublic, Depends(chat_user)]

@@ -74,6 +74,25 @@ class IdempotencyConflict(Conflict):
     detail = "This Idempotency-Key was already used for another request"
 
 
+class Forbidden(DomainError):
+    status_code = status.HTTP_403_FORBIDDEN
+
+
+class VersionMismatch(DomainError):
+    """If-Match named a version that is no longer the current one: the answer carries it."""
+
+    status_code = status.HTTP_412_PRECONDITION_FAILED
+
+    def __init__(self, version: int) -> None:
+        super().__init__(f"Changed since: the current version is {version}", {"ETag": f'"{version}"'})
+        self.version = version
+
+
+class CursorExpired(DomainError):
+    status_code = status.HTTP_410_GONE
+    detail = "This cursor is older than the change log kept (or not one of yours): reload, then sync from a new cursor"
+
+
 class ConfirmationMissing(DomainError):
     detail = "Add ?confirm=true to delete all of your chats"
 
@@ -136,6 +155,8 @@ async def domain_error(_request: Request, exc: Exception) -> Response:
     if isinstance(exc, Unprocessable):
         detail = [{"type": "value_error", "loc": list(exc.where), "msg": exc.detail}]
         return JSONResponse({"detail": detail}, exc.status_code)
+    if isinstance(exc, VersionMismatch):
+        return JSONResponse({"detail": exc.detail, "version": exc.version}, exc.status_code, headers=exc.headers)
     return JSONResponse({"detail": exc.detail}, exc.status_code, headers=exc.headers)
 
 

@@ -144,3 +144,14 @@ CHATGPT_CONVERSATIONS = [
 def example(status_code: int, value: Any, media_type: str = "application/json") -> dict[int | str, dict[str, Any]]:
     """A route's `responses` entry that adds an example to the response FastAPI documents."""
     return {status_code: {"content": {media_type: {"example": value}}}}
+
+
+CHANGES = {
+    "data": [
+        {"kind": "chat", "id": 42, "chat_id": 42, "change": "updated", "at": "2026-11-24T09:15:03Z"},
+        {"kind": "message", "id": 1337, "chat_id": 42, "change": "created", "at": "2026-11-24T09:15:03Z"},
+        {"kind": "chat", "id": 7, "chat_id": 7, "change": "deleted", "at": "2026-11-24T09:16:40Z"},
+    ],
+    "cursor": "1208",
+    "has_more": False,
+}

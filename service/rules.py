@@ -24,6 +24,17 @@ MAX_ID = 2**63 - 1
 ID_PATTERN = r"^[0-9]{1,19}$"
 
 UNTITLED = "Untitled chat"
+
+# Sync: what a change names, and what happened to it.
+CHANGE_KINDS = ("chat", "message")
+CHANGE_TYPES = ("created", "updated", "deleted")
+# API keys: what a key may do; a key is KEY_PREFIX and a secret, and listed by its first KEY_SHOWN characters.
+SCOPES = ("read", "write")
+KEY_PREFIX = "chk_"
+KEY_SHOWN = 12
+KEYS_MAX = 100
+# Bulk actions on chats.
+BULK_ACTIONS = ("archive", "unarchive", "pin", "unpin", "trash", "restore", "delete")
 # How many skipped conversations an import's answer lists (it counts them all).
 SKIPPED_LISTED = 100
 

@@ -241,12 +241,17 @@ def test_delete_chat_removes_its_messages(client: TestClient, alice: Account, ch
     for _ in range(3):
         post_message(client, alice, chat_id)
     assert stored_messages(chat_id) == 3
+    # Deleting moves the chat to the trash: 404 everywhere, its messages kept to restore.
     response = client.delete(f"/v1/chats/{chat_id}", headers=alice.headers)
     assert response.status_code == 200
     assert response.json() == {"ok": True}
-    assert stored_messages(chat_id) == 0
+    assert stored_messages(chat_id) == 3
     assert client.get(f"/v1/chats/{chat_id}", headers=alice.headers).status_code == 404
     assert client.delete(f"/v1/chats/{chat_id}", headers=alice.headers).status_code == 404
+    # Deleting for good takes the messages with it.
+    assert client.delete(f"/v1/chats/{chat_id}?permanent=true", headers=alice.headers).json() == {"ok": True}
+    assert stored_messages(chat_id) == 0
+    assert client.delete(f"/v1/chats/{chat_id}?permanent=true", headers=alice.headers).status_code == 404
 
 
 def test_another_users_chat_is_404_everywhere(client: TestClient, alice: Account, bob: Account, chat_id: int) -> None:
@@ -306,5 +311,7 @@ def test_delete_all_chats_needs_confirmation_and_spares_others(
     deleted = client.delete("/v1/chats/?confirm=true", headers=alice.headers)
     assert deleted.status_code == 200 and deleted.json() == {"deleted": 2}
     assert client.get("/v1/chats/", headers=alice.headers).json() == []
+    # They wait in the trash until it is emptied.
+    assert client.delete("/v1/chats/trash", headers=alice.headers).json() == {"deleted": 2}
     assert stored_messages(chat_id) == 0
     assert client.get(f"/v1/chats/{bobs}", headers=bob.headers).status_code == 200

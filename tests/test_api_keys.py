@@ -1,0 +1,144 @@
+"""API keys: made, listed and revoked with an access token; used as a Bearer on the chat
+endpoints within their scopes, never on the account ones."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select, update
+
+from conftest import ENGINE as engine
+from conftest import Account
+from models import ApiKey
+from security import secret_hash
+from service.rules import KEY_PREFIX
+
+
+def new_key(client: TestClient, account: Account, scopes: list[str], **body: object) -> dict:
+    response = client.post("/v1/auth/keys", json={"name": "script", "scopes": scopes, **body}, headers=account.headers)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def bearer(key: dict) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key['key']}"}
+
+
+def test_a_key_is_shown_once_and_stored_as_a_hash(client: TestClient, alice: Account) -> None:
+    key = new_key(client, alice, ["read", "write"], expires_at="2099-01-01T09:00:00+09:00")
+    assert key["key"].startswith(KEY_PREFIX) and len(key["key"]) >= 40
+    assert key["prefix"] == key["key"][: len(key["prefix"])] and key["scopes"] == ["read", "write"]
+    assert key["expires_at"] == "2099-01-01T00:00:00Z"
+    listed = client.get("/v1/auth/keys", headers=alice.headers).json()
+    assert [k["id"] for k in listed] == [key["id"]]
+    assert set(listed[0]) == {"id", "prefix", "name", "scopes", "created_at", "expires_at", "last_used_at"}
+    assert key["key"] not in str(listed)
+    with engine.connect() as conn:
+        stored = conn.execute(select(ApiKey.key_hash).where(ApiKey.id == key["id"])).scalar_one()
+    assert stored == secret_hash(key["key"])
+
+
+def test_a_read_key_reads_and_cannot_write(client: TestClient, alice: Account, chat_id: int) -> None:
+    key = bearer(new_key(client, alice, ["read"]))
+    assert client.get("/v1/chats/", headers=key).json()[0]["id"] == chat_id
+    assert client.get(f"/v1/chats/{chat_id}", headers=key).status_code == 200
+    assert client.get("/v1/chats/search?q=alice", headers=key).status_code == 200
+    for method, url, body in [
+        ("POST", "/v1/chats/", {"title": "x"}),
+        ("PATCH", f"/v1/chats/{chat_id}", {"title": "x"}),
+        ("DELETE", f"/v1/chats/{chat_id}", None),
+        ("POST", f"/v1/chats/{chat_id}/message", {"role": "user", "content": "x"}),
+        ("POST", "/v1/chats/bulk", {"ids": [chat_id], "action": "trash"}),
+    ]:
+        response = client.request(method, url, json=body, headers=key)
+        assert response.status_code == 403, (method, url)
+        assert "detail" in response.json()
+    assert client.get(f"/v1/chats/{chat_id}", headers=alice.headers).json()["title"] == "Alice's chat"
+
+
+def test_a_write_key_writes(client: TestClient, alice: Account, chat_id: int) -> None:
+    key = bearer(new_key(client, alice, ["read", "write"]))
+    assert (
+        client.post(f"/v1/chats/{chat_id}/message", json={"role": "user", "content": "hi"}, headers=key).status_code
+        == 201
+    )
+    assert client.patch(f"/v1/chats/{chat_id}", json={"title": "By key"}, headers=key).status_code == 200
+    assert client.get(f"/v1/chats/{chat_id}", headers=alice.headers).json()["title"] == "By key"
+
+
+def test_keys_never_work_on_account_or_key_endpoints(client: TestClient, alice: Account) -> None:
+    key = bearer(new_key(client, alice, ["read", "write"]))
+    for method, url, body in [
+        ("GET", "/v1/auth/me", None),
+        ("GET", "/v1/auth/keys", None),
+        ("POST", "/v1/auth/keys", {"name": "more", "scopes": ["read"]}),
+        ("DELETE", "/v1/auth/keys/1", None),
+        ("POST", "/v1/auth/logout_all", None),
+        ("POST", "/v1/auth/password", {"current_password": alice.password, "new_password": "another password"}),
+        ("DELETE", "/v1/auth/me", {"password": alice.password}),
+    ]:
+        assert client.request(method, url, json=body, headers=key).status_code == 401, (method, url)
+    assert client.get("/v1/auth/me", headers=alice.headers).status_code == 200
+
+
+def test_revoked_expired_and_forged_keys_are_401(client: TestClient, alice: Account, bob: Account) -> None:
+    key = new_key(client, alice, ["read"])
+    assert client.delete(f"/v1/auth/keys/{key['id']}", headers=bob.headers).status_code == 404
+    assert client.get("/v1/chats/", headers=bearer(key)).status_code == 200
+    assert client.delete(f"/v1/auth/keys/{key['id']}", headers=alice.headers).json() == {"ok": True}
+    assert client.delete(f"/v1/auth/keys/{key['id']}", headers=alice.headers).status_code == 404
+    revoked = client.get("/v1/chats/", headers=bearer(key))
+    assert revoked.status_code == 401 and revoked.headers["www-authenticate"] == "Bearer"
+
+    expiring = new_key(client, alice, ["read"])
+    with engine.begin() as conn:
+        past = datetime.now(UTC) - timedelta(seconds=1)
+        conn.execute(update(ApiKey).where(ApiKey.id == expiring["id"]).values(expires_at=past))
+    assert client.get("/v1/chats/", headers=bearer(expiring)).status_code == 401
+    assert client.get("/v1/chats/", headers={"Authorization": f"Bearer {KEY_PREFIX}forged"}).status_code == 401
+
+
+def test_logout_all_and_password_change_leave_keys_alone(client: TestClient, alice: Account) -> None:
+    key = bearer(new_key(client, alice, ["read"]))
+    assert client.post("/v1/auth/logout_all", headers=alice.headers).status_code == 200
+    assert client.get("/v1/chats/", headers=key).status_code == 200
+    token = client.post("/v1/auth/token", data={"username": alice.username, "password": alice.password}).json()
+    changed = client.post(
+        "/v1/auth/password",
+        json={"current_password": alice.password, "new_password": "a brand new one"},
+        headers={"Authorization": f"Bearer {token['access_token']}"},
+    )
+    assert changed.status_code == 200
+    assert client.get("/v1/chats/", headers=key).status_code == 200
+
+
+def test_a_key_sees_only_its_owners_chats_and_records_its_use(
+    client: TestClient, alice: Account, bob: Account, chat_id: int
+) -> None:
+    made = new_key(client, bob, ["read", "write"])
+    assert made["last_used_at"] is None
+    key = bearer(made)
+    assert client.get(f"/v1/chats/{chat_id}", headers=key).status_code == 404
+    assert client.patch(f"/v1/chats/{chat_id}", json={"title": "x"}, headers=key).status_code == 404
+    assert client.get("/v1/chats/", headers=key).json() == []
+    assert client.get("/v1/auth/keys", headers=bob.headers).json()[0]["last_used_at"] is not None
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"name": "k", "scopes": ["write"]},
+        {"name": "k", "scopes": []},
+        {"name": "k", "scopes": ["read", "read"]},
+        {"name": "k", "scopes": ["admin"]},
+        {"name": "", "scopes": ["read"]},
+        {"name": "k" * 65, "scopes": ["read"]},
+        {"name": "k", "scopes": ["read"], "expires_at": "2000-01-01T00:00:00Z"},
+        {"name": "k", "scopes": ["read"], "expires_at": "2099-01-01T00:00:00"},
+        {"name": "k", "scopes": ["read"], "id": 5},
+        {"scopes": ["read"]},
+    ],
+)
+def test_bad_keys_are_422(client: TestClient, alice: Account, body: dict) -> None:
+    assert client.post("/v1/auth/keys", json=body, headers=alice.headers).status_code == 422
+    assert client.get("/v1/auth/keys", headers=alice.headers).json() == []

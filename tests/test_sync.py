@@ -1,0 +1,169 @@
+"""Sync: GET /v1/chats/changes pages through what changed in the caller's chats and
+messages, tombstones included, and skips nothing while others write."""
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+from fastapi.testclient import TestClient
+from sqlalchemy import update
+
+import chat_store
+from conftest import ENGINE as engine
+from conftest import SETTINGS as settings
+from conftest import Account
+from models import Change
+
+
+def changes(client: TestClient, account: Account, since: str | None = None, limit: int = 100) -> dict:
+    params = {"limit": limit} | ({} if since is None else {"since": since})
+    response = client.get("/v1/chats/changes", params=params, headers=account.headers)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def entries(page: dict) -> list[tuple[str, int, int, str]]:
+    return [(e["kind"], e["id"], e["chat_id"], e["change"]) for e in page["data"]]
+
+
+def test_every_change_is_listed_in_order_with_tombstones(client: TestClient, alice: Account, bob: Account) -> None:
+    start = changes(client, alice)
+    assert start["data"] == [] and start["has_more"] is False
+    h = alice.headers
+    chat = client.post("/v1/chats/", json={"title": "Sync"}, headers=h).json()["id"]
+    batch = {"messages": [{"role": "user", "content": "one"}, {"role": "assistant", "content": "two"}]}
+    one, two = (m["id"] for m in client.post(f"/v1/chats/{chat}/messages", json=batch, headers=h).json())
+    client.patch(f"/v1/chats/{chat}/messages/{one}", json={"content": "uno"}, headers=h)
+    client.delete(f"/v1/chats/{chat}/messages/{two}", headers=h)
+    client.patch(f"/v1/chats/{chat}", json={"title": "Renamed"}, headers=h)
+    client.post("/v1/chats/", json={"title": "Bob's own"}, headers=bob.headers)
+    client.delete(f"/v1/chats/{chat}", headers=h)
+    client.post(f"/v1/chats/{chat}/restore", headers=h)
+
+    page = changes(client, alice, start["cursor"])
+    assert entries(page) == [
+        ("chat", chat, chat, "created"),
+        ("message", one, chat, "created"),
+        ("message", two, chat, "created"),
+        ("chat", chat, chat, "updated"),
+        ("message", one, chat, "updated"),
+        ("chat", chat, chat, "updated"),
+        ("message", two, chat, "deleted"),
+        ("chat", chat, chat, "updated"),
+        ("chat", chat, chat, "updated"),
+        ("chat", chat, chat, "deleted"),
+        ("chat", chat, chat, "created"),
+        ("message", one, chat, "created"),
+    ]
+    assert all(e["at"].endswith("Z") for e in page["data"])
+    assert changes(client, alice, page["cursor"]) == {"data": [], "cursor": page["cursor"], "has_more": False}
+
+
+def test_pages_follow_one_another(client: TestClient, alice: Account) -> None:
+    start = changes(client, alice)["cursor"]
+    for i in range(7):
+        client.post("/v1/chats/", json={"title": f"chat {i}"}, headers=alice.headers)
+    seen, cursor, pages = [], start, 0
+    while True:
+        page = changes(client, alice, cursor, limit=3)
+        seen += entries(page)
+        cursor, pages = page["cursor"], pages + 1
+        if not page["has_more"]:
+            break
+    assert pages == 3 and len(seen) == 7 and len(set(seen)) == 7
+
+
+def test_permanent_deletes_are_tombstones_and_emptying_the_trash_adds_none(client: TestClient, alice: Account) -> None:
+    first = client.post("/v1/chats/", json={"title": "a"}, headers=alice.headers).json()["id"]
+    second = client.post("/v1/chats/", json={"title": "b"}, headers=alice.headers).json()["id"]
+    cursor = changes(client, alice)["cursor"]
+    client.delete(f"/v1/chats/{first}?permanent=true", headers=alice.headers)
+    client.delete(f"/v1/chats/{second}", headers=alice.headers)
+    client.delete("/v1/chats/trash", headers=alice.headers)
+    assert entries(changes(client, alice, cursor)) == [
+        ("chat", first, first, "deleted"),
+        ("chat", second, second, "deleted"),
+    ]
+
+
+def test_a_cursor_older_than_the_log_or_not_yours_is_410(client: TestClient, alice: Account) -> None:
+    client.post("/v1/chats/", json={"title": "old"}, headers=alice.headers)
+    assert changes(client, alice, "0")["data"]
+    future = str(int(changes(client, alice)["cursor"]) + 1)
+    assert client.get(f"/v1/chats/changes?since={future}", headers=alice.headers).status_code == 410
+    with engine.begin() as conn:
+        past = datetime.now(UTC) - timedelta(days=settings.trash_days + 1)
+        conn.execute(update(Change).where(Change.owner_id == alice.id).values(at=past))
+    with engine.begin() as conn:
+        chat_store.purge_expired(conn, settings.trash_days)
+    gone = client.get("/v1/chats/changes?since=0", headers=alice.headers)
+    assert gone.status_code == 410 and "reload" in gone.json()["detail"]
+    current = changes(client, alice)["cursor"]
+    assert changes(client, alice, current)["data"] == []
+
+
+def test_bad_cursors_are_422(client: TestClient, alice: Account) -> None:
+    for query in ["since=-1", "since=abc", "since=1.5", "since=" + "9" * 21, "limit=0", "limit=1001"]:
+        assert client.get(f"/v1/chats/changes?{query}", headers=alice.headers).status_code == 422, query
+
+
+def test_a_client_syncing_while_others_write_ends_with_what_is_stored(client: TestClient, alice: Account) -> None:
+    """Writers add, edit and delete messages and chats at once while a client syncs in
+    small pages; the copy it builds from the changes alone must equal what is stored."""
+    h = alice.headers
+    start = changes(client, alice)["cursor"]
+    chats: dict[int, None] = {}
+    messages: dict[int, int] = {}  # message -> chat, as the syncing client sees it
+    cursor = start
+    failures: list[BaseException] = []
+
+    def apply(page: dict) -> None:
+        for kind, key, chat, change in entries(page):
+            if kind == "chat" and change == "deleted":
+                chats.pop(key, None)
+                for message in [m for m, c in messages.items() if c == key]:
+                    del messages[message]
+            elif kind == "chat":
+                chats[key] = None
+            elif change == "deleted":
+                messages.pop(key, None)
+            else:
+                messages[key] = chat
+
+    def writer(n: int) -> None:
+        try:
+            for turn in range(6):
+                chat = client.post("/v1/chats/", json={"title": f"w{n} r{turn}"}, headers=h).json()["id"]
+                batch = {"messages": [{"role": "user", "content": f"m{i}"} for i in range(3)]}
+                made = [m["id"] for m in client.post(f"/v1/chats/{chat}/messages", json=batch, headers=h).json()]
+                client.patch(f"/v1/chats/{chat}/messages/{made[0]}", json={"content": "edited"}, headers=h)
+                client.delete(f"/v1/chats/{chat}/messages/{made[1]}", headers=h)
+                if turn % 3 == 1:
+                    client.delete(f"/v1/chats/{chat}", headers=h)
+                if turn % 3 == 2:
+                    client.delete(f"/v1/chats/{chat}?permanent=true", headers=h)
+        except BaseException as error:
+            failures.append(error)
+
+    writers = [threading.Thread(target=writer, args=(n,)) for n in range(3)]
+    for thread in writers:
+        thread.start()
+    while any(thread.is_alive() for thread in writers):
+        page = changes(client, alice, cursor, limit=5)
+        apply(page)
+        cursor = page["cursor"]
+    while True:
+        page = changes(client, alice, cursor, limit=50)
+        apply(page)
+        cursor = page["cursor"]
+        if not page["has_more"]:
+            break
+    assert failures == []
+
+    stored_chats = {c["id"] for c in client.get("/v1/chats/?limit=100", headers=h).json()}
+    stored_messages = {}
+    for chat in stored_chats:
+        for message in client.get(f"/v1/chats/{chat}/messages?limit=100", headers=h).json()["data"]:
+            stored_messages[message["id"]] = chat
+    assert len(stored_chats) == 6 and len(stored_messages) == 12
+    assert set(chats) == stored_chats
+    assert messages == stored_messages
