@@ -64,6 +64,16 @@ OWNED_ANYWHERE = (CHATS.c.id == bindparam("chat_id"), CHATS.c.owner_id == bindpa
 OWNED = (*OWNED_ANYWHERE, LIVE)
 OWNED_CHAT = select(*CHAT_COLUMNS).where(*OWNED)
 CHAT_ORDER = (CHATS.c.pinned.desc(), CHATS.c.updated_at.desc(), CHATS.c.id.desc())
+LISTED_CHATS = {
+    include_archived: select(*CHAT_COLUMNS)
+    .where(
+        CHATS.c.owner_id == bindparam("owner_id"), LIVE, *([] if include_archived else [CHATS.c.archived.is_(False)])
+    )
+    .order_by(*CHAT_ORDER)
+    .limit(bindparam("limit"))
+    .offset(bindparam("skip"))
+    for include_archived in (False, True)
+}
 CHATS_AFTER = (
     select(*CHAT_COLUMNS)
     .where(CHATS.c.owner_id == bindparam("owner_id"), LIVE, CHATS.c.id > bindparam("after"))
@@ -226,15 +236,10 @@ def listed_chats(
     archived: bool,
     metadata: Mapping[str, str] | None = None,
 ) -> Sequence[RowMapping]:
-    query = (
-        select(*CHAT_COLUMNS)
-        .where(CHATS.c.owner_id == owner_id, LIVE, *([] if archived else [CHATS.c.archived.is_(False)]))
-        .where(*_metadata_filter(conn, owner_id, metadata or {}))
-        .order_by(*CHAT_ORDER)
-        .limit(limit)
-        .offset(skip)
-    )
-    return conn.execute(query).mappings().all()
+    query = LISTED_CHATS[archived]
+    if metadata:
+        query = query.where(*_metadata_filter(conn, owner_id, metadata))
+    return conn.execute(query, {"owner_id": owner_id, "skip": skip, "limit": limit}).mappings().all()
 
 
 def trashed_chats(conn: Connection, owner_id: int, skip: int, limit: int) -> Sequence[RowMapping]:
