@@ -112,33 +112,33 @@ SCENARIOS = [
     Scenario("8 search, one client", "GET", "", user="searcher", connections=1, max_p99_ms=100, paths="search"),
     # Sync: a page of 500 changes from the middle of a log of 1,000, and of 1,000,000.
     Scenario(
-        "10 changes: page of 500 of 1,000",
+        "11 changes: page of 500 of 1,000",
         "GET",
         "/v1/chats/changes?since={sync_1k}&limit=500",
         user="sync_1k",
         items=500,
     ),
     Scenario(
-        "10 changes: page of 500 of 1,000,000",
+        "11 changes: page of 500 of 1,000,000",
         "GET",
         "/v1/chats/changes?since={sync_1m}&limit=500",
         user="sync_1m",
         items=500,
-        baseline="10",
+        baseline="11",
     ),
     # The chat list filtered by metadata: one chat in ten has project=travel.
     Scenario(
-        "11 first 20 of 10,000 chats, metadata.project=travel",
+        "12 first 20 of 10,000 chats, metadata.project=travel",
         "GET",
         "/v1/chats/?limit=20&metadata.project=travel",
         user="owner_10k",
     ),
     Scenario(
-        "11 first 20 of 100,000 chats, metadata.project=travel",
+        "12 first 20 of 100,000 chats, metadata.project=travel",
         "GET",
         "/v1/chats/?limit=20&metadata.project=travel",
         user="owner_100k",
-        baseline="11",
+        baseline="12",
     ),
     Scenario(
         "5 login",
