@@ -6,9 +6,7 @@ from fastapi.testclient import TestClient
 from jose import jwt
 from sqlalchemy import select
 
-from config import settings
-from conftest import PASSWORD, Account, unique_name
-from database import engine
+from conftest import ENGINE, PASSWORD, SETTINGS, Account, unique_name
 from models import AuthSession
 
 
@@ -19,7 +17,7 @@ def login(client: TestClient, username: str, password: str = PASSWORD) -> dict:
 
 
 def session_expiry(refresh_token: str) -> datetime:
-    with engine.connect() as connection:
+    with ENGINE.connect() as connection:
         return connection.scalar(select(AuthSession.expires_at).where(AuthSession.id == refresh_token.split(".")[0]))
 
 
@@ -28,7 +26,7 @@ def test_an_access_token_lives_exactly_access_token_expire_minutes(client: TestC
     tokens = login(client, alice.username)
     after = datetime.now(UTC)
     claims = jwt.get_unverified_claims(tokens["access_token"])
-    assert claims["exp"] - claims["iat"] == settings.access_token_expire_minutes * 60 == 30 * 60
+    assert claims["exp"] - claims["iat"] == SETTINGS.access_token_expire_minutes * 60 == 30 * 60
     assert before.timestamp() <= claims["iat"] <= after.timestamp()
     refreshed = client.post("/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]}).json()
     claims = jwt.get_unverified_claims(refreshed["access_token"])
@@ -38,14 +36,14 @@ def test_an_access_token_lives_exactly_access_token_expire_minutes(client: TestC
 def test_a_refresh_token_lives_refresh_token_expire_days_and_each_refresh_starts_a_new_lifetime(
     client: TestClient, alice: Account
 ) -> None:
-    lifetime = timedelta(days=settings.refresh_token_expire_days)
+    lifetime = timedelta(days=SETTINGS.refresh_token_expire_days)
     assert lifetime == timedelta(days=14)
     before = datetime.now(UTC)
     tokens = login(client, alice.username)
     expires = session_expiry(tokens["refresh_token"])
     assert before + lifetime <= expires <= datetime.now(UTC) + lifetime
     # Pushed back to a day from now, a refresh gives the session its whole lifetime again.
-    with engine.begin() as connection:
+    with ENGINE.begin() as connection:
         connection.execute(
             AuthSession.__table__.update()
             .where(AuthSession.id == tokens["refresh_token"].split(".")[0])

@@ -10,9 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select, update
 
-from config import settings
-from conftest import FRONT_END_ORIGIN, Account
-from database import engine
+from conftest import ENGINE, FRONT_END_ORIGIN, SETTINGS, Account
 from models import Chat, Message
 from server import PYTHON, server_env
 
@@ -20,18 +18,18 @@ LONG_AGO = datetime(2001, 1, 1, tzinfo=UTC)
 
 
 def messages_in(chat_id: int) -> int:
-    with engine.connect() as connection:
+    with ENGINE.connect() as connection:
         return connection.scalar(select(func.count()).select_from(Message).where(Message.chat_id == chat_id))
 
 
 def chats_of(account: Account) -> int:
-    with engine.connect() as connection:
+    with ENGINE.connect() as connection:
         return connection.scalar(select(func.count()).select_from(Chat).where(Chat.owner_id == account.id))
 
 
 def backdate(chat_id: int) -> str:
     """Sets the chat's updated_at far in the past: any change to it must move it forward."""
-    with engine.begin() as connection:
+    with ENGINE.begin() as connection:
         connection.execute(update(Chat).where(Chat.id == chat_id).values(updated_at=LONG_AGO))
     return "2001-01-01T00:00:00Z"
 
@@ -125,7 +123,7 @@ def test_the_query_url_message_form_takes_a_key_and_replays(client: TestClient, 
 
 def batch_of_exactly(size: int) -> bytes:
     """A valid bulk upload whose JSON body is exactly `size` bytes."""
-    content_bytes = settings.max_content_bytes - 1000
+    content_bytes = SETTINGS.max_content_bytes - 1000
     messages = [{"role": "user", "content": ""} for _ in range(size // content_bytes + 1)]
     empty = len(json.dumps({"messages": messages}).encode())
     room = size - empty
@@ -141,7 +139,7 @@ def batch_of_exactly(size: int) -> bytes:
 def test_a_body_of_exactly_max_body_bytes_is_accepted_and_one_byte_more_is_413(
     client: TestClient, alice: Account, chat_id: int, streamed: bool
 ) -> None:
-    limit = settings.max_body_bytes
+    limit = SETTINGS.max_body_bytes
     assert limit == 2 * 1024 * 1024
     headers = {**alice.headers, "Content-Type": "application/json"}
     url = f"/v1/chats/{chat_id}/messages"
@@ -178,8 +176,9 @@ def test_a_preflight_is_cached_for_ten_minutes(client: TestClient) -> None:
 
 SYNCHRONOUS = (
     "from sqlalchemy import text\n"
-    "from database import engine\n"
-    "with engine.connect() as connection:\n"
+    "from config import Settings\n"
+    "from database import make_engine\n"
+    "with make_engine(Settings()).connect() as connection:\n"
     "    print(connection.scalar(text('PRAGMA synchronous')))\n"
 )
 
