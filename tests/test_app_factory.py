@@ -4,14 +4,18 @@ settings, on either engine, side by side, without touching the environment."""
 import os
 import secrets
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, make_url, text
+from jose import jwt
+from sqlalchemy import create_engine, make_url, select, text
 
 from config import Settings
 from conftest import PASSWORD, SERVER_URL, SETTINGS
 from main import create_app
+from models import AuthSession, User
 
 
 def register_and_log_in(client: TestClient) -> int:
@@ -66,3 +70,104 @@ def test_sqlite_and_postgresql_apps_side_by_side(tmp_path: Path) -> None:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+# What an app builds once from its settings (password hasher, token signer, rate limiter) is
+# checked on apps built inside the tests: the suite's own app is built before any test runs.
+
+
+def built_app(database_url: str, **overrides: object) -> FastAPI:
+    return create_app(
+        Settings(_env_file=None, database_url=database_url, secret_key=SETTINGS.secret_key, redis_url="", **overrides)
+    )
+
+
+def register(client: TestClient) -> str:
+    username = f"built_{uuid.uuid4().hex[:8]}"
+    body = {"email": f"{username}@example.com", "username": username, "password": PASSWORD}
+    assert client.post("/v1/auth/register", json=body).status_code == 201
+    return username
+
+
+def log_in(client: TestClient, username: str) -> dict:
+    response = client.post("/v1/auth/token", data={"username": username, "password": PASSWORD})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def stored_hash(client: TestClient, username: str) -> str:
+    with client.app.state.database.engine.connect() as conn:
+        return conn.scalar(select(User.hashed_password).where(User.username == username))
+
+
+def session_expiry(client: TestClient, refresh_token: str) -> datetime:
+    with client.app.state.database.engine.connect() as conn:
+        expires = conn.scalar(select(AuthSession.expires_at).where(AuthSession.id == refresh_token.split(".")[0]))
+    return expires if expires.tzinfo else expires.replace(tzinfo=UTC)
+
+
+def test_tokens_and_password_hashes_follow_the_apps_settings(fresh_database_url: str) -> None:
+    app = built_app(
+        fresh_database_url,
+        access_token_expire_minutes=7,
+        refresh_token_expire_days=3,
+        jwt_issuer="chat-tests",
+        jwt_audience="chat-clients",
+        argon2_memory_kib=8192,
+        argon2_time_cost=1,
+        argon2_parallelism=2,
+    )
+    with TestClient(app) as client:
+        username = register(client)
+        assert stored_hash(client, username).startswith("$argon2id$v=19$m=8192,t=1,p=2$")
+
+        before = datetime.now(UTC)
+        tokens = log_in(client, username)
+        after = datetime.now(UTC)
+        claims = jwt.get_unverified_claims(tokens["access_token"])
+        assert claims["exp"] - claims["iat"] == 7 * 60
+        assert (claims["sub"], claims["iss"], claims["aud"]) == (username, "chat-tests", "chat-clients")
+        assert before + timedelta(days=3) - timedelta(seconds=1) <= session_expiry(client, tokens["refresh_token"])
+        assert session_expiry(client, tokens["refresh_token"]) <= after + timedelta(days=3)
+
+        me = client.get("/v1/auth/me", headers={"Authorization": f"Bearer {tokens['access_token']}"})
+        assert me.status_code == 200 and me.json()["username"] == username
+        # The same claims, signed with the same key, but not for this issuer or audience.
+        for changed in ({"aud": "someone-else"}, {"iss": "someone-else"}, {"aud": None}, {"iss": None}):
+            forged = {key: value for key, value in {**claims, **changed}.items() if value is not None}
+            token = jwt.encode(forged, SETTINGS.secret_key, algorithm="HS256")
+            assert client.get("/v1/auth/me", headers={"Authorization": f"Bearer {token}"}).status_code == 401
+
+        refreshed = client.post("/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+        assert refreshed.status_code == 200
+        assert session_expiry(client, refreshed.json()["refresh_token"]) >= before + timedelta(days=3)
+
+
+def test_a_login_rehashes_a_password_hashed_with_other_costs(fresh_database_url: str) -> None:
+    with TestClient(built_app(fresh_database_url, argon2_time_cost=1)) as client:
+        username = register(client)
+        assert stored_hash(client, username).startswith("$argon2id$v=19$m=19456,t=1,p=1$")
+    with TestClient(built_app(fresh_database_url, argon2_time_cost=3)) as client:
+        wrong = client.post("/v1/auth/token", data={"username": username, "password": PASSWORD + "!"})
+        assert wrong.status_code == 401
+        assert stored_hash(client, username).startswith("$argon2id$v=19$m=19456,t=1,p=1$")
+        log_in(client, username)
+        assert stored_hash(client, username).startswith("$argon2id$v=19$m=19456,t=3,p=1$")
+        log_in(client, username)
+
+
+def test_rate_limits_count_in_the_window_their_setting_names(fresh_database_url: str) -> None:
+    app = built_app(fresh_database_url, rate_limit_login="2/hour", rate_limit_register="2/day")
+    with TestClient(app) as client:
+        username = register(client)
+        log_in(client, username)
+        log_in(client, username)
+        refused = client.post("/v1/auth/token", data={"username": username, "password": PASSWORD})
+        assert refused.status_code == 429
+        assert 3600 - 60 < int(refused.headers["retry-after"]) <= 3600
+        register(client)
+        refused = client.post(
+            "/v1/auth/register", json={"email": "third@example.com", "username": "third_one", "password": PASSWORD}
+        )
+        assert refused.status_code == 429
+        assert 86400 - 60 < int(refused.headers["retry-after"]) <= 86400
