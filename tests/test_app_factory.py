@@ -7,6 +7,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import redis
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from jose import jwt
@@ -171,3 +172,29 @@ def test_rate_limits_count_in_the_window_their_setting_names(fresh_database_url:
         )
         assert refused.status_code == 429
         assert 86400 - 60 < int(refused.headers["retry-after"]) <= 86400
+
+
+def test_two_apps_on_one_redis_share_their_counts(fresh_database_url: str) -> None:
+    prefix = f"test-built-{uuid.uuid4().hex[:10]}"
+    shared = {"redis_url": "redis://127.0.0.1:6379/0", "rate_limit_prefix": prefix, "rate_limit_login": "3/hour"}
+    apps = [
+        create_app(Settings(_env_file=None, database_url=fresh_database_url, secret_key=SETTINGS.secret_key, **shared))
+        for _ in range(2)
+    ]
+    counter = redis.Redis.from_url(shared["redis_url"])
+    try:
+        with TestClient(apps[0]) as one, TestClient(apps[1]) as other:
+            username = register(one)
+            log_in(one, username)
+            log_in(other, username)
+            log_in(one, username)
+            refused = other.post("/v1/auth/token", data={"username": username, "password": PASSWORD})
+            assert refused.status_code == 429
+            assert 3600 - 60 < int(refused.headers["retry-after"]) <= 3600
+        # Both apps counted under one key: TestClient's address, refused there before its name was counted.
+        assert int(counter.get(f"{prefix}:login:address:testclient")) == 4
+    finally:
+        keys = list(counter.scan_iter(f"{prefix}:*"))
+        if keys:
+            counter.delete(*keys)
+        counter.close()
