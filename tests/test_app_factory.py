@@ -7,6 +7,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import redis
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -134,7 +135,9 @@ def test_tokens_and_password_hashes_follow_the_apps_settings(fresh_database_url:
         me = client.get("/v1/auth/me", headers={"Authorization": f"Bearer {tokens['access_token']}"})
         assert me.status_code == 200 and me.json()["username"] == username
         # The same claims, signed with the same key, but not for this issuer or audience.
-        for changed in ({"aud": "someone-else"}, {"iss": "someone-else"}, {"aud": None}, {"iss": None}):
+        # And claims left out that every token carries: the key alone does not make a token.
+        changes = ({"aud": "someone-else"}, {"iss": "someone-else"}, {"aud": None}, {"iss": None})
+        for changed in changes + tuple({claim: None} for claim in ("sub", "iat", "exp", "jti")):
             forged = {key: value for key, value in {**claims, **changed}.items() if value is not None}
             token = jwt.encode(forged, SETTINGS.secret_key, algorithm="HS256")
             assert client.get("/v1/auth/me", headers={"Authorization": f"Bearer {token}"}).status_code == 401
@@ -158,20 +161,38 @@ def test_a_login_rehashes_a_password_hashed_with_other_costs(fresh_database_url:
 
 
 def test_rate_limits_count_in_the_window_their_setting_names(fresh_database_url: str) -> None:
-    app = built_app(fresh_database_url, rate_limit_login="2/hour", rate_limit_register="2/day")
+    app = built_app(
+        fresh_database_url,
+        rate_limit_login="2/hour",
+        rate_limit_register="2/day",
+        rate_limit_refresh="1/hour",
+        rate_limit_password="1/hour",
+    )
+
+    def assert_refused(response: httpx.Response, what: str, window: int) -> None:
+        assert response.status_code == 429
+        seconds = int(response.headers["retry-after"])
+        assert window - 60 < seconds <= window
+        assert response.json() == {"detail": f"Too many {what} attempts; try again in {seconds} seconds"}
+
     with TestClient(app) as client:
         username = register(client)
         log_in(client, username)
-        log_in(client, username)
-        refused = client.post("/v1/auth/token", data={"username": username, "password": PASSWORD})
-        assert refused.status_code == 429
-        assert 3600 - 60 < int(refused.headers["retry-after"]) <= 3600
+        tokens = log_in(client, username)
+        assert_refused(client.post("/v1/auth/token", data={"username": username, "password": PASSWORD}), "login", 3600)
         register(client)
-        refused = client.post(
-            "/v1/auth/register", json={"email": "third@example.com", "username": "third_one", "password": PASSWORD}
-        )
-        assert refused.status_code == 429
-        assert 86400 - 60 < int(refused.headers["retry-after"]) <= 86400
+        third = {"email": "third@example.com", "username": "third_one", "password": PASSWORD}
+        assert_refused(client.post("/v1/auth/register", json=third), "register", 86400)
+
+        refreshed = client.post("/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+        assert refreshed.status_code == 200
+        again = client.post("/v1/auth/refresh", json={"refresh_token": refreshed.json()["refresh_token"]})
+        assert_refused(again, "refresh", 3600)
+
+        headers = {"Authorization": f"Bearer {refreshed.json()['access_token']}"}
+        change = {"current_password": "not the password", "new_password": "another good password"}
+        assert client.post("/v1/auth/password", json=change, headers=headers).status_code == 400
+        assert_refused(client.post("/v1/auth/password", json=change, headers=headers), "password", 3600)
 
 
 def test_two_apps_on_one_redis_share_their_counts(fresh_database_url: str) -> None:
