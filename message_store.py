@@ -56,10 +56,10 @@ REATTACH_CHILDREN = (
     .returning(MESSAGES.c.id)
 )
 DELETE_MESSAGES = delete(MESSAGES).where(MESSAGES.c.id.in_(bindparam("ids", expanding=True)))
-CHILDREN_OF = (
-    select(MESSAGES.c.parent_id, MESSAGES.c.id)
-    .where(MESSAGES.c.chat_id == bindparam("chat_id"), MESSAGES.c.parent_id.in_(bindparam("parents", expanding=True)))
-    .order_by(MESSAGES.c.id)
+# Unordered on purpose: sorted by id, SQLite may walk the chat's whole (chat_id, id) index
+# rather than look each parent up in (chat_id, parent_id, id); the lists are sorted here.
+CHILDREN_OF = select(MESSAGES.c.parent_id, MESSAGES.c.id).where(
+    MESSAGES.c.chat_id == bindparam("chat_id"), MESSAGES.c.parent_id.in_(bindparam("parents", expanding=True))
 )
 ROOTS = (
     select(MESSAGES.c.id)
@@ -150,6 +150,8 @@ def with_siblings(conn: Connection, chat_id: int, rows: Iterable[Mapping[str, An
     if known := [parent for parent in parents if parent is not None]:
         for parent, child in conn.execute(CHILDREN_OF, {"chat_id": chat_id, "parents": known}):
             children[parent].append(child)
+        for siblings in children.values():
+            siblings.sort()
     if None in parents:
         children[None] = list(conn.execute(ROOTS, {"chat_id": chat_id}).scalars())
     return [{**row, "sibling_ids": children[row["parent_id"]]} for row in rows]
