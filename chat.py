@@ -11,7 +11,7 @@ from hashlib import sha256
 from typing import Annotated, BinaryIO, Literal, TypeVar
 
 import anyio.to_thread
-from fastapi import APIRouter, Body, Header, Query, Request, Response, status
+from fastapi import APIRouter, Body, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 from starlette.datastructures import UploadFile
 
@@ -49,6 +49,7 @@ from schemas import (
     TrashedChat,
 )
 from service import examples
+from service.conditional import IfNoneMatch, VersionedDep, etag, not_modified
 from service.deps import ChatUser, DatabaseDep
 from service.errors import ConfirmationMissing, NotAnExport, TooLarge, invalid
 from service.exports import FORMATS, HISTORY_PAGE, MESSAGE_LIST, all_chats_json, chat_json, path_messages
@@ -72,41 +73,9 @@ NOT_FOUND = {404: {"description": "Chat (or message) not found, or not yours"}}
 RETRY_CONFLICT = {409: {"description": "Idempotency-Key already used with a different request"}}
 Cursor = Annotated[Id | None, Query()]
 PRECONDITION = {412: {"description": "If-Match names a version that is no longer current; the answer holds it"}}
-IfMatch = Annotated[
-    str | None,
-    Header(max_length=1000, description='Only if the object is still at this version: its ETag, e.g. `"3"`'),
-]
-IfNoneMatch = Annotated[
-    str | None, Header(max_length=1000, description="304 if the object is still at this version (its ETag)")
-]
-
-
-def etag(version: int) -> str:
-    """A strong ETag: a chat's or message's version, raised by every change to what it shows."""
-    return f'"{version}"'
-
-
-def versions(header: str | None, weak: bool = False) -> frozenset[int] | None:
-    """The versions an If-Match (or If-None-Match, `weak`) header names; None for none
-    sent or `*` (any version). A tag that is no version of ours matches nothing."""
-    if header is None or header.strip() == "*":
-        return None
-    found = set()
-    for tag in header.split(","):
-        tag = tag.strip()
-        if weak and tag.startswith("W/"):
-            tag = tag[2:]
-        digits = tag[1:-1] if len(tag) > 2 and tag[0] == tag[-1] == '"' else ""
-        if digits.isascii() and digits.isdigit() and len(digits) <= 19:
-            found.add(int(digits))
-    return frozenset(found)
-
-
-def not_modified(header: str | None, version: int) -> bool:
-    if header is None:
-        return False
-    wanted = versions(header, weak=True)
-    return wanted is None or version in wanted
+# The answers of a change to one chat or message, which `If-Match` can make conditional.
+VERSIONED = NOT_FOUND | PRECONDITION
+MESSAGE = "/{chat_id}/messages/{message_id}"
 
 
 def metadata_filter(request: Request) -> dict[str, str]:
@@ -471,9 +440,11 @@ async def create_message(
     # A parent left out and a null parent are different requests.
     parent_set = "parent_id" in message.model_fields_set
     retry = retryable(key, f"add message to {chat_id}", message.model_dump_json(), str(parent_set))
-    return await write_once(
-        db, user.id, retry, MessagePublic.model_validate, message_store.add_message, user.id, chat_id, columns, parent
-    )
+    if parent is message_store.DEFAULT:
+        args: tuple = (message_store.append_to_leaf, user.id, chat_id, columns)
+    else:
+        args = (message_store.add_message, user.id, chat_id, columns, parent)
+    return await write_once(db, user.id, retry, MessagePublic.model_validate, *args)
 
 
 @router.get(
@@ -506,38 +477,32 @@ async def read_chat(
     return StreamingResponse(body, media_type="application/json", headers=headers)
 
 
-@router.patch(
-    "/{chat_id}", response_model=ChatPublic, responses=NOT_FOUND | PRECONDITION | examples.example(200, examples.CHAT)
-)
+@router.patch("/{chat_id}", response_model=ChatPublic, responses=VERSIONED | examples.example(200, examples.CHAT))
 async def edit_chat(
     chat_id: Id,
     changes: Annotated[ChatUpdate, Body(openapi_examples=examples.CHAT_CHANGES)],
     user: ChatUser,
     db: DatabaseDep,
-    response: Response,
-    if_match: IfMatch = None,
+    change: VersionedDep,
 ) -> ChatPublic:
     """Rename, pin, archive, replace the metadata of a chat, or show another branch
     (`current_message_id`); fields left out stay as they are. With `If-Match`, only if
     the chat is still at that version (412 otherwise)."""
     changed = changes.model_dump(exclude_unset=True)
-    updated = await db.write(message_store.edit_chat, user.id, chat_id, changed, versions(if_match))
-    response.headers["ETag"] = etag(updated["version"])
-    return ChatPublic.model_validate(updated)
+    updated = await db.write(message_store.edit_chat, user.id, chat_id, changed, change.expected)
+    return ChatPublic.model_validate(change.tagged(updated))
 
 
-@router.delete(
-    "/{chat_id}", response_model=Deleted, responses=NOT_FOUND | PRECONDITION | examples.example(200, examples.DELETED)
-)
+@router.delete("/{chat_id}", response_model=Deleted, responses=VERSIONED | examples.example(200, examples.DELETED))
 async def remove_chat(
     chat_id: Id,
     user: ChatUser,
     db: DatabaseDep,
+    change: VersionedDep,
     permanent: Annotated[bool, Query(description="Delete for good (from the trash too), not to the trash")] = False,
-    if_match: IfMatch = None,
 ) -> Deleted:
     """Move the chat to the trash (restorable for TRASH_DAYS), or delete it for good."""
-    await db.write(chat_store.delete_chat, user.id, chat_id, permanent, versions(if_match))
+    await db.write(chat_store.delete_chat, user.id, chat_id, permanent, change.expected)
     return Deleted()
 
 
@@ -637,45 +602,35 @@ async def create_messages(
     return created.root if isinstance(created, MessageList) else created
 
 
-@router.patch(
-    "/{chat_id}/messages/{message_id}",
-    response_model=MessagePublic,
-    responses=NOT_FOUND | PRECONDITION | examples.example(200, examples.ANSWER),
-)
+@router.patch(MESSAGE, response_model=MessagePublic, responses=VERSIONED | examples.example(200, examples.ANSWER))
 async def edit_message(
     chat_id: Id,
     message_id: Id,
     changes: Annotated[MessageUpdate, Body(openapi_examples=examples.MESSAGE_CHANGES)],
     user: ChatUser,
     db: DatabaseDep,
-    response: Response,
-    if_match: IfMatch = None,
+    change: VersionedDep,
 ) -> MessagePublic:
     """Change a message's content or metadata; `ETag` is its version, and `If-Match` makes
     the change only if it is still at that version (412 otherwise)."""
     changed = changes.model_dump(exclude_unset=True)
-    updated = await db.write(message_store.update_message, user.id, chat_id, message_id, changed, versions(if_match))
-    response.headers["ETag"] = etag(updated["version"])
-    return MessagePublic.model_validate(updated)
+    updated = await db.write(message_store.update_message, user.id, chat_id, message_id, changed, change.expected)
+    return MessagePublic.model_validate(change.tagged(updated))
 
 
-@router.delete(
-    "/{chat_id}/messages/{message_id}",
-    response_model=Deleted,
-    responses=NOT_FOUND | PRECONDITION | examples.example(200, examples.DELETED),
-)
+@router.delete(MESSAGE, response_model=Deleted, responses=VERSIONED | examples.example(200, examples.DELETED))
 async def remove_message(
     chat_id: Id,
     message_id: Id,
     user: ChatUser,
     db: DatabaseDep,
+    change: VersionedDep,
     subtree: Annotated[bool, Query(description="Remove every message below it too")] = False,
-    if_match: IfMatch = None,
 ) -> Deleted:
     """Remove a message. Its children move up to its parent, so a line stays a line;
     with `subtree=true` they go with it. A removed current leaf moves to the newest
     surviving leaf below the removed message's parent."""
-    await db.write(message_store.delete_message, user.id, chat_id, message_id, subtree, versions(if_match))
+    await db.write(message_store.delete_message, user.id, chat_id, message_id, subtree, change.expected)
     return Deleted()
 
 

@@ -82,6 +82,13 @@ def make_engine(settings: Settings) -> Engine:
     )
 
 
+def one_statement(work: Work[P, T]) -> Work[P, T]:
+    """Marks store work that sends exactly one statement on PostgreSQL: atomic by itself,
+    `Database.write` runs it without BEGIN and COMMIT, one round trip instead of three."""
+    work.one_statement = True  # type: ignore[attr-defined]
+    return work
+
+
 class Database:
     """One app's database: its engine and the runner of its transactions."""
 
@@ -101,9 +108,10 @@ class Database:
         return await self._run(False, lambda conn: work(conn, *args, **kwargs))
 
     async def write(self, work: Work[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        return await self._run(True, lambda conn: work(conn, *args, **kwargs))
+        alone = getattr(work, "one_statement", False)
+        return await self._run(True, lambda conn: work(conn, *args, **kwargs), alone)
 
-    async def _run(self, write: bool, work: Callable[[Connection], T]) -> T:
+    async def _run(self, write: bool, work: Callable[[Connection], T], alone: bool = False) -> T:
         started = time.perf_counter()
         try:
             if self.inline:
@@ -114,7 +122,7 @@ class Database:
                     conn = self._inline_connection = self.engine.connect()
                 return self.transaction(conn, write, work)
             try:
-                return await self._pooled_transaction(write, work)
+                return await self._pooled_transaction(write, work, alone)
             except DBAPIError as error:
                 # A pooled connection the server has since closed (a restart, a terminated
                 # backend) fails at its first statement, and the pool then drops all its
@@ -123,11 +131,11 @@ class Database:
                 # pinging every connection at checkout saves a round trip per transaction.)
                 if not error.connection_invalidated or error.statement is None:
                     raise
-            return await self._pooled_transaction(write, work)
+            return await self._pooled_transaction(write, work, alone)
         finally:
             self._timers[write].observe(time.perf_counter() - started)
 
-    async def _pooled_transaction(self, write: bool, work: Callable[[Connection], T]) -> T:
+    async def _pooled_transaction(self, write: bool, work: Callable[[Connection], T], alone: bool) -> T:
         if self._pooled is None:
             url = self.engine.url
             self._pooled = create_async_engine(
@@ -142,7 +150,7 @@ class Database:
         asked = time.perf_counter()
         async with self.connections:
             POOL_WAIT_SECONDS.observe(time.perf_counter() - asked)
-            async with (self._pooled if write else self._reader).connect() as conn:
+            async with (self._pooled if write and not alone else self._reader).connect() as conn:
                 return await conn.run_sync(self.transaction, write, work)
 
     async def close(self) -> None:

@@ -13,9 +13,34 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from sqlalchemy import Connection, RowMapping, bindparam, delete, func, insert, literal_column, select, update
+from sqlalchemy import (
+    Connection,
+    RowMapping,
+    bindparam,
+    delete,
+    func,
+    insert,
+    literal_column,
+    select,
+    true,
+    union_all,
+    update,
+)
 
-from chat_store import CHAT_COLUMNS, CHATS, OWNED, Entry, add_chat, check_version, owned_chat, record, update_chat
+from chat_store import (
+    CHANGES,
+    CHAT_COLUMNS,
+    CHATS,
+    OWNED,
+    USERS,
+    Entry,
+    add_chat,
+    check_version,
+    owned_chat,
+    record,
+    update_chat,
+)
+from database import one_statement
 from models import Message
 from service.errors import ChatNotFound, MessageNotFound, Unprocessable, VersionMismatch
 from service.rules import MAX_ID
@@ -90,40 +115,109 @@ MESSAGES_BY_ID = (
 )
 
 
-def _ancestors() -> Any:
-    """`start` and its ancestors, newest first, at most `limit` of them: one index lookup
-    each, so a page deep in a long path costs what the first one does."""
-    path = (
-        select(MESSAGES.c.id, MESSAGES.c.parent_id, literal_column("1").label("n"))
-        .where(MESSAGES.c.id == bindparam("start"), MESSAGES.c.chat_id == bindparam("chat_id"))
-        .cte("path", recursive=True)
+# `start` and its ancestors, newest first, at most `limit` of them: one index lookup each,
+# so a page deep in a long path costs what the first one does.
+_UP = (
+    select(MESSAGES.c.id, MESSAGES.c.parent_id, literal_column("1").label("n"))
+    .where(MESSAGES.c.id == bindparam("start"), MESSAGES.c.chat_id == bindparam("chat_id"))
+    .cte("path", recursive=True)
+)
+_UP = _UP.union_all(
+    select(MESSAGES.c.id, MESSAGES.c.parent_id, _UP.c.n + 1).where(
+        MESSAGES.c.id == _UP.c.parent_id, _UP.c.n < bindparam("limit")
     )
-    step = select(MESSAGES.c.id, MESSAGES.c.parent_id, path.c.n + 1).where(
-        MESSAGES.c.id == path.c.parent_id, path.c.n < bindparam("limit")
-    )
-    path = path.union_all(step)
-    return select(path.c.id, path.c.parent_id)
-
-
-def _descendants() -> Any:
-    """`start` and every message below it."""
-    tree = (
-        select(MESSAGES.c.id)
-        .where(MESSAGES.c.id == bindparam("start"), MESSAGES.c.chat_id == bindparam("chat_id"))
-        .cte("subtree", recursive=True)
-    )
-    step = select(MESSAGES.c.id).where(MESSAGES.c.chat_id == bindparam("chat_id"), MESSAGES.c.parent_id == tree.c.id)
-    tree = tree.union_all(step)
-    return select(tree.c.id)
-
-
-ANCESTORS = _ancestors()
+)
+ANCESTORS = select(_UP.c.id, _UP.c.parent_id)
 _PATH = ANCESTORS.subquery()
 # The messages of the path ending at `start` (at most `limit` of them), oldest first.
 PATH_MESSAGES = select(*MESSAGE_COLUMNS).join(_PATH, _PATH.c.id == MESSAGES.c.id).order_by(MESSAGES.c.id)
-DESCENDANTS = _descendants()
+# `start` and every message below it.
+_DOWN = (
+    select(MESSAGES.c.id)
+    .where(MESSAGES.c.id == bindparam("start"), MESSAGES.c.chat_id == bindparam("chat_id"))
+    .cte("subtree", recursive=True)
+)
+_DOWN = _DOWN.union_all(
+    select(MESSAGES.c.id).where(MESSAGES.c.chat_id == bindparam("chat_id"), MESSAGES.c.parent_id == _DOWN.c.id)
+)
+DESCENDANTS = select(_DOWN.c.id)
 # The newest message below (or at) `start` is a leaf: a child would be newer still.
 NEWEST_BELOW = select(func.max(DESCENDANTS.subquery().c.id))
+
+
+# PostgreSQL: a message appended below the chat's current leaf in one statement, sync log
+# included. The chat's row lock is taken first (`chat`), so ids and `created_at` (read from
+# the clock once the lock is held, not before) rise together, as on the other path; the
+# owner's change counter (`seq`) is locked after it, as `record` does. No row: no chat.
+# SQL literals, not bound values: bound values in a CTE that `add_cte` adds are not
+# carried by SQLAlchemy's statement cache.
+ONE = literal_column("1")
+# Its values are bound by other names than the columns': in an UPDATE, SQLAlchemy would
+# set any column a value is named after.
+OWNER = bindparam("owner", type_=MESSAGES.c.owner_id.type)
+_CHAT = (
+    select(CHATS.c.id, CHATS.c.current_message_id)
+    .where(CHATS.c.id == THE_CHAT, CHATS.c.owner_id == OWNER, CHATS.c.trashed_at.is_(None))
+    .with_for_update()
+    .cte("chat")
+)
+_ADDED = (
+    insert(MESSAGES)
+    .from_select(
+        ["chat_id", "owner_id", "parent_id", "role", "content", "name", "model", "metadata", "created_at"],
+        select(
+            _CHAT.c.id,
+            OWNER,
+            _CHAT.c.current_message_id,
+            bindparam("new_role", type_=MESSAGES.c.role.type),
+            bindparam("new_content", type_=MESSAGES.c.content.type),
+            bindparam("new_name", type_=MESSAGES.c.name.type),
+            bindparam("new_model", type_=MESSAGES.c.model.type),
+            bindparam("new_metadata", type_=MESSAGES.c.metadata.type),
+            func.clock_timestamp(),
+        ),
+    )
+    .returning(*MESSAGE_COLUMNS)
+    .cte("added")
+)
+_SHOWN = (
+    update(CHATS)
+    .where(CHATS.c.id == _ADDED.c.chat_id)
+    .values(current_message_id=_ADDED.c.id, updated_at=_ADDED.c.created_at, version=CHATS.c.version + ONE)
+    .cte("shown")
+)
+_SEQ = (
+    update(USERS)
+    .where(USERS.c.id == OWNER, select(_ADDED.c.id).exists())
+    .values(change_seq=USERS.c.change_seq + literal_column("2"))
+    .returning(USERS.c.change_seq)
+    .cte("seq")
+)
+_LOGGED = (
+    insert(CHANGES)
+    .from_select(
+        ["owner_id", "seq", "kind", "object_id", "chat_id", "change", "at"],
+        union_all(
+            *(
+                select(
+                    OWNER,
+                    _SEQ.c.change_seq - literal_column(str(last)),
+                    literal_column(f"'{kind}'"),
+                    key,
+                    _ADDED.c.chat_id,
+                    literal_column(f"'{change}'"),
+                    _ADDED.c.created_at,
+                ).select_from(_SEQ.join(_ADDED, true()))
+                for last, kind, key, change in (
+                    (1, "message", _ADDED.c.id, "created"),
+                    (0, "chat", _ADDED.c.chat_id, "updated"),
+                )
+            )
+        ),
+    )
+    .cte("logged")
+)
+APPEND_TO_LEAF = select(*_ADDED.c).add_cte(_SHOWN, _LOGGED)
 
 
 class Default:
@@ -233,6 +327,20 @@ def add_message(
     conn: Connection, owner_id: int, chat_id: int, message: Mapping[str, Any], parent: int | Default | None = DEFAULT
 ) -> dict[str, Any]:
     return add_messages(conn, owner_id, chat_id, [message], parent)[0]
+
+
+@one_statement
+def append_to_leaf(conn: Connection, owner_id: int, chat_id: int, message: Mapping[str, Any]) -> dict[str, Any]:
+    """`add_message` with the parent left out: below the chat's current leaf. One statement
+    on PostgreSQL (so it needs no transaction around it); the same work as `add_messages`."""
+    if conn.dialect.name != "postgresql":
+        return add_messages(conn, owner_id, chat_id, [message])[0]
+    values = {f"new_{name}": value for name, value in message.items()}
+    row = conn.execute(APPEND_TO_LEAF, {**values, "owner": owner_id, "the_chat": chat_id}).mappings().one_or_none()
+    if row is None:
+        raise ChatNotFound()
+    # The current leaf had no children: the new message is its only child (or the only root).
+    return {**row, "sibling_ids": [row["id"]]}
 
 
 def add_chat_with_tree(

@@ -55,6 +55,13 @@ def current_user(authorization: str) -> int:
     return user_id
 
 
+def found(row: tuple | None) -> tuple:
+    """The row of a chat of the user's; 404 when there is none."""
+    if row is None:
+        raise HTTPException(404, "Chat not found")
+    return row
+
+
 def iso(stored: str) -> str:
     return stored.replace(" ", "T") + "Z"
 
@@ -69,11 +76,8 @@ async def append(chat_id: int, request: Request, authorization: Annotated[str, H
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
     db.execute("BEGIN IMMEDIATE")
     try:
-        owned = db.execute(
-            "UPDATE chats SET updated_at = ? WHERE id = ? AND owner_id = ? RETURNING id", (now, chat_id, user_id)
-        ).fetchone()
-        if owned is None:
-            raise HTTPException(404, "Chat not found")
+        touched = "UPDATE chats SET updated_at = ? WHERE id = ? AND owner_id = ? RETURNING id"
+        found(db.execute(touched, (now, chat_id, user_id)).fetchone())
         message_id = db.execute(
             "INSERT INTO messages (chat_id, owner_id, role, content, metadata, created_at) "
             "VALUES (?, ?, ?, ?, '{}', ?) RETURNING id",
@@ -99,12 +103,10 @@ async def append(chat_id: int, request: Request, authorization: Annotated[str, H
 @app.get("/v1/chats/{chat_id}")
 async def read_chat(chat_id: int, authorization: Annotated[str, Header()] = "") -> Response:
     user_id = current_user(authorization)
-    chat = db.execute(
-        "SELECT id, title, pinned, archived, metadata, created_at, updated_at FROM chats WHERE id = ? AND owner_id = ?",
-        (chat_id, user_id),
-    ).fetchone()
-    if chat is None:
-        raise HTTPException(404, "Chat not found")
+    columns = "id, title, pinned, archived, metadata, created_at, updated_at"
+    chat = found(
+        db.execute(f"SELECT {columns} FROM chats WHERE id = ? AND owner_id = ?", (chat_id, user_id)).fetchone()
+    )
     rows = db.execute(
         "SELECT id, chat_id, role, content, name, model, metadata, created_at FROM messages "
         "WHERE chat_id = ? ORDER BY id LIMIT ?",

@@ -17,6 +17,7 @@ from fastapi.responses import Response
 ASSETS = Path(fastapi_offline.__file__).parent / "static"
 ASSETS_URL = "/docs-assets"
 REDOC_JS = "redoc.standalone.js"
+FAVICON = "favicon.png"
 # ReDoc's bundle shows its vendor's logo from the vendor's CDN; served with an empty inline
 # image in its place, the page asks nothing of any other host.
 REDOC_VENDOR_LOGO = "https://cdn.redoc.ly/redoc/logo-mini.svg"
@@ -34,6 +35,11 @@ class Page:
     policy: str  # its Content-Security-Policy
 
 
+def urls(assets: dict[str, str]) -> dict[str, str]:
+    """Each asset's URL where the app serves the package's asset folder."""
+    return {name: f"{ASSETS_URL}/{file}" for name, file in assets.items()}
+
+
 def inline_script_hashes(html: str) -> str:
     """CSP sources allowing exactly the page's inline scripts, and nothing else inline."""
     scripts = re.findall(r"<script>(.*?)</script>", html, flags=re.DOTALL)
@@ -42,14 +48,17 @@ def inline_script_hashes(html: str) -> str:
 
 
 def swagger_page(title: str, openapi_url: str) -> Page:
+    assets = {
+        "swagger_js_url": "swagger-ui-bundle.js",
+        "swagger_css_url": "swagger-ui.css",
+        "swagger_favicon_url": FAVICON,
+    }
+    # Swagger UI would otherwise send the spec to validator.swagger.io for a badge.
     html = get_swagger_ui_html(
         openapi_url=openapi_url,
         title=f"{title} - Swagger UI",
-        swagger_js_url=f"{ASSETS_URL}/swagger-ui-bundle.js",
-        swagger_css_url=f"{ASSETS_URL}/swagger-ui.css",
-        swagger_favicon_url=f"{ASSETS_URL}/favicon.png",
-        # Swagger UI would otherwise send the spec to validator.swagger.io for a badge.
         swagger_ui_parameters={"validatorUrl": None},
+        **urls(assets),
     ).body.decode()
     # FastAPI writes the init as an inline script: its hash lets that one script run
     # without 'unsafe-inline'. The page is built once, so the hash is computed once.
@@ -58,12 +67,9 @@ def swagger_page(title: str, openapi_url: str) -> Page:
 
 
 def redoc_page(title: str, openapi_url: str) -> Page:
+    assets = {"redoc_js_url": REDOC_JS, "redoc_favicon_url": FAVICON}
     html = get_redoc_html(
-        openapi_url=openapi_url,
-        title=f"{title} - ReDoc",
-        redoc_js_url=f"{ASSETS_URL}/{REDOC_JS}",
-        redoc_favicon_url=f"{ASSETS_URL}/favicon.png",
-        with_google_fonts=False,
+        openapi_url=openapi_url, title=f"{title} - ReDoc", with_google_fonts=False, **urls(assets)
     ).body.decode()
     # ReDoc styles itself with <style> elements it writes at run time (styled-components),
     # which no hash can name; its search index runs in a worker made from a blob: URL.

@@ -17,8 +17,16 @@ MESSAGE_CHARS = 500
 
 
 class DomainError(Exception):
+    """A request the service refuses: the HTTP status and the `detail` it answers with; a
+    subclass names its own, `class ChatNotFound(NotFound, detail="Chat not found")`."""
+
     status_code = status.HTTP_400_BAD_REQUEST
     detail = "Bad request"
+
+    def __init_subclass__(cls, status_code: int | None = None, detail: str | None = None) -> None:
+        super().__init_subclass__()
+        cls.status_code = status_code or cls.status_code
+        cls.detail = detail or cls.detail
 
     def __init__(self, detail: str | None = None, headers: dict[str, str] | None = None) -> None:
         super().__init__(detail or self.detail)
@@ -26,99 +34,78 @@ class DomainError(Exception):
         self.headers = headers
 
 
-class NotAuthenticated(DomainError):
-    status_code = status.HTTP_401_UNAUTHORIZED
-    detail = "Could not validate credentials"
-
+class NotAuthenticated(DomainError, status_code=status.HTTP_401_UNAUTHORIZED, detail="Could not validate credentials"):
     def __init__(self, detail: str | None = None) -> None:
         super().__init__(detail, {"WWW-Authenticate": "Bearer"})
 
 
-class LoginFailed(NotAuthenticated):
-    detail = "Incorrect username or password"
+class LoginFailed(NotAuthenticated, detail="Incorrect username or password"): ...
 
 
-class RefreshFailed(NotAuthenticated):
-    detail = "Invalid or expired refresh token"
+class RefreshFailed(NotAuthenticated, detail="Invalid or expired refresh token"): ...
 
 
-class WrongPassword(DomainError):
-    detail = "Incorrect password"
+class WrongPassword(DomainError, detail="Incorrect password"): ...
 
 
-class NotFound(DomainError):
-    status_code = status.HTTP_404_NOT_FOUND
+class ConfirmationMissing(DomainError, detail="Add ?confirm=true to delete all of your chats"): ...
 
 
-class ChatNotFound(NotFound):
-    detail = "Chat not found"
+class Forbidden(DomainError, status_code=status.HTTP_403_FORBIDDEN): ...
 
 
-class MessageNotFound(NotFound):
-    detail = "Message not found"
+class NotFound(DomainError, status_code=status.HTTP_404_NOT_FOUND): ...
 
 
-class Conflict(DomainError):
-    status_code = status.HTTP_409_CONFLICT
+class ChatNotFound(NotFound, detail="Chat not found"): ...
 
 
-class UsernameTaken(Conflict):
-    detail = "Username already registered"
+class MessageNotFound(NotFound, detail="Message not found"): ...
 
 
-class EmailTaken(Conflict):
-    detail = "Email already registered"
+class Conflict(DomainError, status_code=status.HTTP_409_CONFLICT): ...
 
 
-class IdempotencyConflict(Conflict):
-    detail = "This Idempotency-Key was already used for another request"
+class UsernameTaken(Conflict, detail="Username already registered"): ...
 
 
-class Forbidden(DomainError):
-    status_code = status.HTTP_403_FORBIDDEN
+class EmailTaken(Conflict, detail="Email already registered"): ...
 
 
-class VersionMismatch(DomainError):
+class IdempotencyConflict(Conflict, detail="This Idempotency-Key was already used for another request"): ...
+
+
+class TooLarge(DomainError, status_code=status.HTTP_413_CONTENT_TOO_LARGE): ...
+
+
+class NotAnExport(DomainError, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT): ...
+
+
+class CursorExpired(
+    DomainError,
+    status_code=status.HTTP_410_GONE,
+    detail="This cursor is older than the change log kept (or not one of yours): reload, then sync from a new cursor",
+): ...
+
+
+class VersionMismatch(DomainError, status_code=status.HTTP_412_PRECONDITION_FAILED):
     """If-Match named a version that is no longer the current one: the answer carries it."""
-
-    status_code = status.HTTP_412_PRECONDITION_FAILED
 
     def __init__(self, version: int) -> None:
         super().__init__(f"Changed since: the current version is {version}", {"ETag": f'"{version}"'})
         self.version = version
 
 
-class CursorExpired(DomainError):
-    status_code = status.HTTP_410_GONE
-    detail = "This cursor is older than the change log kept (or not one of yours): reload, then sync from a new cursor"
-
-
-class ConfirmationMissing(DomainError):
-    detail = "Add ?confirm=true to delete all of your chats"
-
-
-class TooLarge(DomainError):
-    status_code = status.HTTP_413_CONTENT_TOO_LARGE
-
-
-class NotAnExport(DomainError):
-    status_code = status.HTTP_422_UNPROCESSABLE_CONTENT
-
-
-class Unprocessable(DomainError):
+class Unprocessable(DomainError, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT):
     """Input that is well-formed but names what is not there (a parent not in the chat):
     a 422 in the shape of every other one, naming the input."""
-
-    status_code = status.HTTP_422_UNPROCESSABLE_CONTENT
 
     def __init__(self, where: tuple[str | int, ...], message: str) -> None:
         super().__init__(message)
         self.where = where
 
 
-class RateLimited(DomainError):
-    status_code = status.HTTP_429_TOO_MANY_REQUESTS
-
+class RateLimited(DomainError, status_code=status.HTTP_429_TOO_MANY_REQUESTS):
     def __init__(self, what: str, retry_after: int) -> None:
         super().__init__(
             f"Too many {what} attempts; try again in {retry_after} seconds", {"Retry-After": str(retry_after)}

@@ -1,6 +1,8 @@
 """Bounds what one request may send before any work is done for it: its head (431), its
 body (413, before it is read into memory), and the message content schemas validate."""
 
+from dataclasses import dataclass
+
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
@@ -9,17 +11,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from service.rules import content_limit
 
 
+@dataclass(slots=True)
 class RequestLimits:
     """`max_body_bytes` holds everywhere but on the paths given their own limit in `paths`."""
 
-    def __init__(
-        self, app: ASGIApp, max_head_bytes: int, max_body_bytes: int, max_content_bytes: int, paths: dict[str, int]
-    ) -> None:
-        self.app = app
-        self.max_head_bytes = max_head_bytes
-        self.max_body_bytes = max_body_bytes
-        self.max_content_bytes = max_content_bytes
-        self.paths = paths
+    app: ASGIApp
+    max_head_bytes: int
+    max_body_bytes: int
+    max_content_bytes: int
+    paths: dict[str, int]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

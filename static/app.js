@@ -545,15 +545,17 @@ function focusMessage(messageId) {
   item.focus({ preventScroll: true });
 }
 
-// One page at a time each way: a second call while one is loading waits for that one.
-function loadOlder() {
+// One page at a time each way ("older" or "newer"): a second call while one is loading
+// waits for that one.
+function loadMore(way) {
   const view = state.view;
-  if (!view || !view.hasOlder) return Promise.resolve();
-  view.older ||= readOlder(view).finally(() => {
-    view.older = null;
-    $("older").hidden = true;
+  const older = way === "older";
+  if (!view || !(older ? view.hasOlder : view.hasNewer)) return Promise.resolve();
+  view[way] ||= (older ? readOlder : readNewer)(view).finally(() => {
+    view[way] = null;
+    $(way).hidden = true;
   });
-  return view.older;
+  return view[way];
 }
 
 async function readOlder(view) {
@@ -563,16 +565,6 @@ async function readOlder(view) {
   view.hasOlder = page.has_more;
   if (page.data.length) view.firstId = page.first_id;
   showPage(page.data, { prepend: true });
-}
-
-function loadNewer() {
-  const view = state.view;
-  if (!view || !view.hasNewer) return Promise.resolve();
-  view.newer ||= readNewer(view).finally(() => {
-    view.newer = null;
-    $("newer").hidden = true;
-  });
-  return view.newer;
 }
 
 async function readNewer(view) {
@@ -590,14 +582,14 @@ async function fillScroller() {
   const scroller = $("scroller");
   const view = state.view;
   while (view === state.view && view.hasOlder && scroller.scrollHeight <= scroller.clientHeight) {
-    await loadOlder();
+    await loadMore("older");
   }
 }
 
 function onScroll() {
   const scroller = $("scroller");
-  if (scroller.scrollTop < SCROLL_MARGIN) loadOlder().catch(report);
-  if (scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < SCROLL_MARGIN) loadNewer().catch(report);
+  if (scroller.scrollTop < SCROLL_MARGIN) loadMore("older").catch(report);
+  if (scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < SCROLL_MARGIN) loadMore("newer").catch(report);
 }
 
 // ---- Branches: a conversation is a tree, and the page shows one path of it ----

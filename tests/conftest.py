@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from httpx import Response
 from sqlalchemy import create_engine, make_url, text
 
 from config import Settings
@@ -113,6 +114,16 @@ class Account:
     @property
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"}
+
+
+# What a browser front end sends with its requests, and asks a preflight about.
+BROWSER_HEADERS = "authorization,content-type,idempotency-key"
+
+
+def preflight(client: TestClient, path: str, method: str = "POST", origin: str = FRONT_END_ORIGIN) -> Response:
+    """The answer to the CORS preflight a browser sends before `method path` from `origin`."""
+    asked = {"Access-Control-Request-Method": method, "Access-Control-Request-Headers": BROWSER_HEADERS}
+    return client.options(path, headers={"Origin": origin, **asked})
 
 
 def unique_name(prefix: str = "user") -> str:

@@ -32,8 +32,8 @@ def stored(database_url: str, chat_id: int) -> list:
     engine = create_engine(database_url)
     try:
         with engine.connect() as connection:
-            query = select(Message.id, Message.content, Message.created_at).where(Message.chat_id == chat_id)
-            return connection.execute(query.order_by(Message.id)).all()
+            query = select(Message.id, Message.parent_id, Message.content, Message.created_at)
+            return connection.execute(query.where(Message.chat_id == chat_id).order_by(Message.id)).all()
     finally:
         engine.dispose()
 
@@ -49,6 +49,7 @@ def test_two_workers_32_clients_2000_appends_all_stored_in_order(fresh_database_
         with httpx.Client(base_url=base_url, timeout=60) as client:
             headers = sign_up(client)
             chat_id = client.post("/v1/chats/", json={"title": "shared"}, headers=headers).json()["id"]
+            start = client.get("/v1/chats/changes", headers=headers).json()["cursor"]
         local = threading.local()
 
         def append(index: int) -> tuple[int, int]:
@@ -59,6 +60,13 @@ def test_two_workers_32_clients_2000_appends_all_stored_in_order(fresh_database_
 
         with ThreadPoolExecutor(max_workers=32) as pool:
             results = list(pool.map(append, range(2000)))
+        with httpx.Client(base_url=base_url, timeout=60, headers=headers) as client:
+            shown = client.get(f"/v1/chats/{chat_id}").json()["current_message_id"]
+            page = client.get("/v1/chats/changes", params={"since": start, "limit": 500}).json()
+            logged = page["data"]
+            while page["has_more"]:
+                page = client.get("/v1/chats/changes", params={"since": page["cursor"], "limit": 500}).json()
+                logged += page["data"]
 
     assert [status for status, _ in results] == [201] * 2000
     assert len({message_id for _, message_id in results}) == 2000
@@ -67,6 +75,12 @@ def test_two_workers_32_clients_2000_appends_all_stored_in_order(fresh_database_
     assert {row.id for row in rows} == {message_id for _, message_id in results}
     assert sorted(row.content for row in rows) == sorted(f"#{i}" for i in range(2000))
     assert [row.created_at for row in rows] == sorted(row.created_at for row in rows)
+    # Appended below the current leaf, each one in turn: one line, shown to its end.
+    assert [row.parent_id for row in rows] == [None, *(row.id for row in rows[:-1])]
+    assert shown == rows[-1].id
+    # The sync log lists every one of them, each once, in the order they were stored.
+    assert [e["id"] for e in logged if e["kind"] == "message"] == [row.id for row in rows]
+    assert len(logged) == 2 * 2000  # each message created, and the chat updated
 
 
 def test_every_answered_message_survives_sigkill(fresh_database_url: str, tmp_path: Path) -> None:

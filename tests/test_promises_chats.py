@@ -12,8 +12,8 @@ from sqlalchemy import func, select, text, update
 
 from config import Settings
 from conftest import ENGINE as engine
-from conftest import FRONT_END_ORIGIN, Account
 from conftest import SETTINGS as settings
+from conftest import Account, preflight
 from main import create_app
 from models import Chat, Message
 
@@ -165,14 +165,7 @@ def test_a_body_of_exactly_max_body_bytes_is_accepted_and_one_byte_more_is_413(
 
 
 def test_a_preflight_is_cached_for_ten_minutes(client: TestClient) -> None:
-    response = client.options(
-        "/v1/chats/",
-        headers={
-            "Origin": FRONT_END_ORIGIN,
-            "Access-Control-Request-Method": "POST",
-            "Access-Control-Request-Headers": "authorization,content-type,idempotency-key",
-        },
-    )
+    response = preflight(client, "/v1/chats/")
     assert response.status_code == 200
     assert response.headers["access-control-max-age"] == "600"
 

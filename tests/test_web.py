@@ -9,12 +9,11 @@ import re
 import pytest
 from fastapi.testclient import TestClient
 
-from conftest import FRONT_END_ORIGIN, Account
+from conftest import BROWSER_HEADERS, FRONT_END_ORIGIN, Account, preflight
 
 COMMON_HEADERS = {"x-content-type-options": "nosniff", "referrer-policy": "no-referrer", "x-frame-options": "DENY"}
 API_POLICY = "default-src 'none'; frame-ancestors 'none'"
 UNLISTED_ORIGIN = "http://evil.example:3000"
-BROWSER_HEADERS = "authorization,content-type,idempotency-key"
 
 
 def directives(policy: str) -> dict[str, list[str]]:
@@ -165,14 +164,7 @@ def test_the_docs_pages_are_not_in_the_schema(client: TestClient) -> None:
 def test_a_preflight_from_the_listed_origin_is_allowed_with_the_headers_a_client_sends(
     client: TestClient, method: str, path: str
 ) -> None:
-    response = client.options(
-        path,
-        headers={
-            "Origin": FRONT_END_ORIGIN,
-            "Access-Control-Request-Method": method,
-            "Access-Control-Request-Headers": BROWSER_HEADERS,
-        },
-    )
+    response = preflight(client, path, method)
     assert response.status_code == 200
     assert response.headers["access-control-allow-origin"] == FRONT_END_ORIGIN
     assert method in response.headers["access-control-allow-methods"]
@@ -184,14 +176,7 @@ def test_a_preflight_from_the_listed_origin_is_allowed_with_the_headers_a_client
 
 
 def test_a_preflight_from_an_unlisted_origin_is_refused(client: TestClient) -> None:
-    response = client.options(
-        "/v1/chats/",
-        headers={
-            "Origin": UNLISTED_ORIGIN,
-            "Access-Control-Request-Method": "POST",
-            "Access-Control-Request-Headers": BROWSER_HEADERS,
-        },
-    )
+    response = preflight(client, "/v1/chats/", origin=UNLISTED_ORIGIN)
     assert response.status_code == 400
     assert "access-control-allow-origin" not in response.headers
     assert_common_headers(response)

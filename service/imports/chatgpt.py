@@ -18,20 +18,8 @@ not read.
 
 import re
 
-from service.imports.model import (
-    Broken,
-    ImportedConversation,
-    ImportedMessage,
-    Node,
-    arrange,
-    model_of,
-    name_of,
-    role_of,
-    source_id_of,
-    text_of,
-    title_of,
-    unix_time,
-)
+from service.imports.fields import model_of, name_of, role_of, source_id_of, text_of, title_of, unix_time
+from service.imports.model import Broken, ImportedConversation, ImportedMessage, Node, conversation, kept_message
 
 NAME = "chatgpt"
 TEXT_TYPES = frozenset({"text", "multimodal_text"})
@@ -60,22 +48,15 @@ def read(item: dict) -> ImportedConversation:
         if parent is not None and not isinstance(parent, str):
             raise Broken(f"node {key!r}: `parent` must be a node id")
         message = node.get("message")
-        kept = None if message is None else kept_message(key, message, default_model)
+        kept = None if message is None else read_message(key, message, default_model)
         skipped += message is not None and kept is None
         nodes.append(Node(key, parent, kept))
-    messages, current = arrange(nodes, item.get("current_node"))
-    return ImportedConversation(
-        source=NAME,
-        source_id=source_id(item),
-        title=title_of(item.get("title")),
-        created_at=unix_time(item.get("create_time"), "`create_time`"),
-        messages=messages,
-        current_key=current,
-        skipped=skipped,
-    )
+    title = title_of(item.get("title"))
+    created_at = unix_time(item.get("create_time"), "`create_time`")
+    return conversation(NAME, source_id(item), title, created_at, nodes, item.get("current_node"), skipped)
 
 
-def kept_message(key: str, message: object, default_model: str | None) -> ImportedMessage | None:
+def read_message(key: str, message: object, default_model: str | None) -> ImportedMessage | None:
     """The message as stored, or None when it is not one of the conversation's visible turns."""
     where = f"node {key!r}"
     if not isinstance(message, dict):
@@ -102,18 +83,9 @@ def kept_message(key: str, message: object, default_model: str | None) -> Import
     text = text_of("\n\n".join(part for part in parts if isinstance(part, str) and part), f"{where}: the text")
     if "【" in text:
         text = with_citations(text, metadata.get("citations"))
-    if not text.strip():
-        return None
-    model = model_of(metadata.get("model_slug")) or (default_model if role == "assistant" else None)
-    return ImportedMessage(
-        key=key,
-        parent_key=None,
-        role=role,
-        content=text,
-        name=name_of(author.get("name")),
-        model=model,
-        created_at=unix_time(message.get("create_time"), f"{where}: `create_time`"),
-    )
+    model = model_of(metadata.get("model_slug"))
+    when = unix_time(message.get("create_time"), f"{where}: `create_time`")
+    return kept_message(key, role, text, when, name_of(author.get("name")), model, default_model)
 
 
 def with_citations(text: str, citations: object) -> str:

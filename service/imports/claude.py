@@ -10,17 +10,8 @@ messages form a tree; older ones do not: each message follows the one before. Th
 the newest. A conversation with no text at all is skipped.
 """
 
-from service.imports.model import (
-    Broken,
-    ImportedConversation,
-    ImportedMessage,
-    Node,
-    arrange,
-    iso_time,
-    source_id_of,
-    text_of,
-    title_of,
-)
+from service.imports.fields import iso_time, source_id_of, text_of, title_of
+from service.imports.model import Broken, ImportedConversation, Node, conversation, kept_message
 
 NAME = "claude"
 ROLES = {"human": "user", "assistant": "assistant"}
@@ -50,31 +41,14 @@ def read(item: dict) -> ImportedConversation:
         if parent is not None and not isinstance(parent, str):
             raise Broken(f"message {key!r}: `parent_message_uuid` must be a message id")
         text, left_out = message_text(message, key)
-        role = ROLES.get(message.get("sender"))
-        kept = None
-        if role is not None and text.strip():
-            kept = ImportedMessage(
-                key=key,
-                parent_key=None,
-                role=role,
-                content=text,
-                name=None,
-                model=None,
-                created_at=iso_time(message.get("created_at"), f"message {key!r}: `created_at`"),
-            )
+        when = iso_time(message.get("created_at"), f"message {key!r}: `created_at`")
+        kept = kept_message(key, ROLES.get(message.get("sender")), text, when)
         skipped += left_out or kept is None
         nodes.append(Node(key, parent, kept))
         previous = key
-    messages, current = arrange(nodes, None)
-    return ImportedConversation(
-        source=NAME,
-        source_id=source_id(item),
-        title=title_of(item.get("name") or None),
-        created_at=iso_time(item.get("created_at"), "`created_at`"),
-        messages=messages,
-        current_key=current,
-        skipped=skipped,
-    )
+    title = title_of(item.get("name") or None)
+    created_at = iso_time(item.get("created_at"), "`created_at`")
+    return conversation(NAME, source_id(item), title, created_at, nodes, None, skipped)
 
 
 def message_text(message: dict, key: str) -> tuple[str, int]:

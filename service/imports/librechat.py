@@ -11,18 +11,8 @@ tool and other parts are skipped and counted, as are error messages and blank on
 leaf is the newest.
 """
 
-from service.imports.model import (
-    Broken,
-    ImportedConversation,
-    ImportedMessage,
-    Node,
-    arrange,
-    iso_time,
-    model_of,
-    source_id_of,
-    text_of,
-    title_of,
-)
+from service.imports.fields import iso_time, model_of, source_id_of, text_of, title_of
+from service.imports.model import Broken, ImportedConversation, Node, conversation, kept_message
 
 NAME = "librechat"
 
@@ -58,31 +48,15 @@ def read(item: dict) -> ImportedConversation:
         if parent is not None and not isinstance(parent, str):
             raise Broken(f"message {key!r}: `parentMessageId` must be a message id")
         text, left_out = message_text(message, key)
-        kept = None
-        if text.strip() and not message.get("error"):
-            role = "user" if message.get("isCreatedByUser") is True else "assistant"
-            kept = ImportedMessage(
-                key=key,
-                parent_key=None,
-                role=role,
-                content=text,
-                name=None,
-                model=model_of(message.get("model")) or (default_model if role == "assistant" else None),
-                created_at=iso_time(message.get("createdAt"), f"message {key!r}: `createdAt`"),
-            )
+        role = "user" if message.get("isCreatedByUser") is True else "assistant"
+        when = iso_time(message.get("createdAt"), f"message {key!r}: `createdAt`")
+        model = model_of(message.get("model"))
+        kept = None if message.get("error") else kept_message(key, role, text, when, None, model, default_model)
         skipped += left_out or kept is None
         nodes.append(Node(key, parent, kept))
-    messages, current = arrange(nodes, None)
-    created = messages[0].created_at if messages else None
-    return ImportedConversation(
-        source=NAME,
-        source_id=source_id(item),
-        title=title_of(item.get("title") or None),
-        created_at=iso_time(item["createdAt"], "`createdAt`") if "createdAt" in item else created,
-        messages=messages,
-        current_key=current,
-        skipped=skipped,
-    )
+    title = title_of(item.get("title") or None)
+    created_at = iso_time(item.get("createdAt"), "`createdAt`")
+    return conversation(NAME, source_id(item), title, created_at, nodes, None, skipped)
 
 
 def walk(tree: list) -> "list[tuple[object, str | None]]":

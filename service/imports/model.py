@@ -1,11 +1,8 @@
-"""What every export reader produces, and the rules they share: text fields, times, message trees."""
+"""What every export reader produces, and how it makes a tree of a source's messages."""
 
-import math
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
-
-from service.rules import MODEL_MAX, NAME_MAX, ROLES, SOURCE_ID_MAX, TITLE_MAX, UNTITLED, storable
 
 # The parent id some exports give a conversation's first message: LibreChat's zero UUID,
 # Claude's 00000000-0000-4000-8000-000000000000.
@@ -63,79 +60,44 @@ class Node:
     message: ImportedMessage | None
 
 
-def title_of(value: object) -> str:
-    if value is None:
-        return UNTITLED
-    if not isinstance(value, str):
-        raise Broken("`title` must be a string")
-    return text_of(value, "`title`").strip()[:TITLE_MAX].strip() or UNTITLED
+def conversation(
+    source: str,
+    source_id: str | None,
+    title: str,
+    created_at: datetime | None,
+    nodes: list[Node],
+    shown: object,
+    skipped: int,
+) -> ImportedConversation:
+    """The conversation of `nodes` arranged as a tree (see `arrange`); one without a time of
+    its own is as old as its first message."""
+    messages, current = arrange(nodes, shown)
+    created_at = created_at or (messages[0].created_at if messages else None)
+    return ImportedConversation(source, source_id, title, created_at, messages, current, skipped)
 
 
-def text_of(value: str, where: str) -> str:
-    try:
-        return storable(value)
-    except ValueError as error:
-        raise Broken(f"{where} {error}") from None
-
-
-def role_of(value: object) -> str | None:
-    return value if value in ROLES else None
-
-
-def short(value: object, limit: int) -> str | None:
-    """A name, model or id as stored: a non-empty string within `limit`, else nothing."""
-    if isinstance(value, str) and 0 < len(value) <= limit:
-        try:
-            return storable(value)
-        except ValueError:
-            return None
-    return None
-
-
-def name_of(value: object) -> str | None:
-    return short(value, NAME_MAX)
-
-
-def model_of(value: object) -> str | None:
-    return short(value, MODEL_MAX)
-
-
-def source_id_of(value: object) -> str | None:
-    return short(value, SOURCE_ID_MAX)
-
-
-def unix_time(value: object, where: str) -> datetime | None:
-    """Seconds since 1970 (values past the year 5138 are read as milliseconds)."""
-    if value is None:
+def kept_message(
+    key: str,
+    role: str | None,
+    text: str,
+    created_at: datetime | None,
+    name: str | None = None,
+    model: str | None = None,
+    chat_model: str | None = None,
+) -> ImportedMessage | None:
+    """The message as kept, or None when it has no role kept here or no text. An assistant
+    message that names no model was written by the conversation's (`chat_model`)."""
+    if role is None or not text.strip():
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise Broken(f"{where} must be a Unix time")
-    if abs(value) >= 1e11:
-        value = value / 1000
-    try:
-        return datetime.fromtimestamp(value, UTC)
-    except (OverflowError, OSError, ValueError):
-        raise Broken(f"{where} is out of range") from None
-
-
-def iso_time(value: object, where: str) -> datetime | None:
-    """An ISO 8601 time; one without an offset is UTC."""
-    if value is None:
-        return None
-    if not isinstance(value, str) or len(value) > 64:
-        raise Broken(f"{where} must be an ISO 8601 time")
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise Broken(f"{where} must be an ISO 8601 time") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    model = model or (chat_model if role == "assistant" else None)
+    return ImportedMessage(key, None, role, text, name, model, created_at)
 
 
 def is_root(parent: object) -> bool:
     return parent is None or (isinstance(parent, str) and NO_PARENT.fullmatch(parent) is not None)
 
 
-def arrange(nodes: list[Node], shown: str | None) -> tuple[list[ImportedMessage], str | None]:
+def arrange(nodes: list[Node], shown: object) -> tuple[list[ImportedMessage], str | None]:
     """The kept messages of a tree, parents before children (siblings in the source's order),
     each hung from its nearest kept ancestor; and the shown leaf: `shown` (or its nearest kept
     ancestor) when it names a node, else the newest leaf."""

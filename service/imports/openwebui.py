@@ -13,19 +13,8 @@ line. An assistant's message without `model` takes the chat's first model.
 
 import re
 
-from service.imports.model import (
-    Broken,
-    ImportedConversation,
-    ImportedMessage,
-    Node,
-    arrange,
-    model_of,
-    role_of,
-    source_id_of,
-    text_of,
-    title_of,
-    unix_time,
-)
+from service.imports.fields import model_of, role_of, source_id_of, text_of, title_of, unix_time
+from service.imports.model import Broken, ImportedConversation, ImportedMessage, Node, conversation, kept_message
 
 NAME = "openwebui"
 MACHINERY = re.compile(r'<details\s+type="(?:reasoning|tool_calls|code_interpreter)"[^>]{0,500}>', re.IGNORECASE)
@@ -78,23 +67,15 @@ def read(item: dict) -> ImportedConversation:
         parent = message.get("parentId") if previous is None and history is not None else previous
         if parent is not None and not isinstance(parent, str):
             raise Broken(f"message {key!r}: `parentId` must be a message id")
-        kept = kept_message(key, message, chat_model)
+        kept = read_message(key, message, chat_model)
         skipped += kept is None
         nodes.append(Node(key, parent, kept))
-    messages, current = arrange(nodes, shown)
-    created = item.get("created_at", chat.get("timestamp"))
-    return ImportedConversation(
-        source=NAME,
-        source_id=source_id(item),
-        title=title_of(item.get("title") or chat.get("title") or None),
-        created_at=unix_time(created, "`created_at`"),
-        messages=messages,
-        current_key=current,
-        skipped=skipped,
-    )
+    title = title_of(item.get("title") or chat.get("title") or None)
+    created_at = unix_time(item.get("created_at", chat.get("timestamp")), "`created_at`")
+    return conversation(NAME, source_id(item), title, created_at, nodes, shown, skipped)
 
 
-def kept_message(key: str, message: dict, chat_model: str | None) -> ImportedMessage | None:
+def read_message(key: str, message: dict, chat_model: str | None) -> ImportedMessage | None:
     role = role_of(message.get("role"))
     content = message.get("content")
     if isinstance(content, list):
@@ -103,18 +84,8 @@ def kept_message(key: str, message: dict, chat_model: str | None) -> ImportedMes
     if role is None or not isinstance(content, str):
         return None
     text = without_machinery(text_of(content, f"message {key!r}: the text"))
-    if not text.strip():
-        return None
-    model = model_of(message.get("model")) or (chat_model if role == "assistant" else None)
-    return ImportedMessage(
-        key=key,
-        parent_key=None,
-        role=role,
-        content=text,
-        name=None,
-        model=model,
-        created_at=unix_time(message.get("timestamp"), f"message {key!r}: `timestamp`"),
-    )
+    when = unix_time(message.get("timestamp"), f"message {key!r}: `timestamp`")
+    return kept_message(key, role, text, when, None, model_of(message.get("model")), chat_model)
 
 
 def without_machinery(text: str) -> str:

@@ -36,6 +36,7 @@ CHUNK = 64 * 1024
 CONTAINER_WEIGHT, SCALAR_WEIGHT, SLOT_WEIGHT = 96, 48, 24
 # Stands in, in the parsed stream, for a string over MAX_STRING_BYTES (a NUL: no text can keep it).
 OVERLONG = "\x00overlong"
+CONTAINER_EVENTS = frozenset(("start_map", "start_array", "end_map", "end_array"))
 OVERLONG_JSON = b'"\\u0000overlong"'
 
 # The conversations of an export: conversations.json, or conversations-000.json, ... (in whichever
@@ -280,10 +281,13 @@ def build(first: tuple[str, object], events: Iterator[tuple[str, object]], depth
         if event == "map_key":
             key = value
             weight += getsizeof(value) + SLOT_WEIGHT
-        elif event == "string":
-            if value == OVERLONG:
+        elif event not in CONTAINER_EVENTS:  # a string, number, true, false or null
+            if event != "string":
+                weight += SCALAR_WEIGHT
+            elif value == OVERLONG:
                 return refused(events, len(stack), f"holds a text of more than {MAX_STRING_BYTES // MiB} MiB")
-            weight += getsizeof(value) + SLOT_WEIGHT
+            else:
+                weight += getsizeof(value) + SLOT_WEIGHT
             if key is None:
                 top.append(value)
             else:
@@ -305,20 +309,12 @@ def build(first: tuple[str, object], events: Iterator[tuple[str, object]], depth
                 return refused(events, len(stack), f"nested deeper than {MAX_DEPTH} levels")
             if weight > MAX_ITEM_BYTES:
                 return refused(events, len(stack), f"larger than {MAX_ITEM_BYTES // MiB} MiB once read")
-        elif event == "end_map" or event == "end_array":
+        else:  # end_map or end_array
             stack.pop()
             keys.pop()
             if not stack:
                 return root
             top, key = stack[-1], keys[-1]
-        else:
-            weight += SCALAR_WEIGHT
-            if key is None:
-                top.append(value)
-            else:
-                top[key] = value
-            if weight > MAX_ITEM_BYTES:
-                return refused(events, len(stack), f"larger than {MAX_ITEM_BYTES // MiB} MiB once read")
     return root  # the parser ends the stream on an error before this
 
 
