@@ -63,6 +63,22 @@ SHOW_LEAF = TOUCH_CHAT.values(current_message_id=bindparam("leaf"))
 SHOW_LEAF_OF_BRANCH = SHOW_LEAF.values(branched=True)
 # The chat as the API shows it, and whether it has branches.
 CHAT_VIEW = select(*CHAT_COLUMNS, CHATS.c.branched).where(*OWNED)
+# The chat as CHAT_VIEW has it, and (when it has no branches, so that they are its one path)
+# its first `limit` messages, a row each (one row, the message's columns null, when there
+# are none): a chat read in one statement.
+_FIRST = (
+    select(*MESSAGE_COLUMNS)
+    .where(MESSAGES.c.chat_id == bindparam("chat_id"))
+    .order_by(MESSAGES.c.id)
+    .limit(bindparam("limit"))
+    .subquery("first")
+)
+CHAT_WITH_LINE = (
+    select(*CHAT_VIEW.selected_columns, *_FIRST.c)
+    .select_from(CHATS.outerjoin(_FIRST, (_FIRST.c.chat_id == CHATS.c.id) & ~CHATS.c.branched))
+    .where(*OWNED)
+    .order_by(_FIRST.c.id)
+)
 LAST_MESSAGES = (
     select(*MESSAGE_COLUMNS)
     .where(MESSAGES.c.chat_id == bindparam("chat_id"), MESSAGES.c.id < bindparam("before"))
@@ -407,27 +423,43 @@ def _alone(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return [{**row, "sibling_ids": [row["id"]]} for row in rows]
 
 
+def _chat_and_line(
+    conn: Connection, owner_id: int, chat_id: int, limit: int
+) -> tuple[dict[str, Any], list[dict[str, Any]] | None]:
+    """The chat, and its messages when it has no branches and at most `limit` of them."""
+    rows = conn.execute(CHAT_WITH_LINE, {"chat_id": chat_id, "owner_id": owner_id, "limit": limit + 1}).all()
+    if not rows:
+        raise ChatNotFound()
+    width = len(CHAT_VIEW.selected_columns)
+    chat = dict(zip(CHAT_VIEW.selected_columns.keys(), rows[0][:width], strict=True))
+    if chat["branched"] or len(rows) > limit:
+        return chat, None
+    keys = [column.name for column in MESSAGE_COLUMNS]
+    return chat, [dict(zip(keys, row[width:], strict=True)) for row in rows if row[width] is not None]
+
+
 def chat_with_path(
     conn: Connection, owner_id: int, chat_id: int, through: int | None, limit: int
-) -> tuple[RowMapping, list[int] | None, list[dict[str, Any]]]:
+) -> tuple[Mapping[str, Any], list[int] | None, list[dict[str, Any]]]:
     """The chat and the path it shows (or the path through `through`, to its newest
     leaf): the whole path's messages when it has at most `limit`, else the ids of the
     path and the messages of the first `limit` of them. A chat without branches is one
     path, every message in id order."""
-    chat = _chat_view(conn, owner_id, chat_id)
-    if not chat["branched"]:
-        if through is not None:
-            _in_chat(conn, chat_id, through, ("query", "message_id"))
-        rows = conn.execute(MESSAGES_AFTER, {"chat_id": chat_id, "after": 0, "limit": limit + 1}).mappings().all()
-        if len(rows) <= limit:
-            return chat, None, _alone(rows)
+    if through is None:
+        chat, line = _chat_and_line(conn, owner_id, chat_id, limit)
+        if line is not None:
+            return chat, None, _alone(line)
         leaf = chat["current_message_id"]
     else:
-        leaf = (
-            chat["current_message_id"]
-            if through is None
-            else shown_leaf(conn, chat_id, through, ("query", "message_id"))
-        )
+        chat = _chat_view(conn, owner_id, chat_id)
+        if chat["branched"]:
+            leaf = shown_leaf(conn, chat_id, through, ("query", "message_id"))
+        else:
+            _in_chat(conn, chat_id, through, ("query", "message_id"))
+            rows = conn.execute(MESSAGES_AFTER, {"chat_id": chat_id, "after": 0, "limit": limit + 1}).mappings().all()
+            if len(rows) <= limit:
+                return chat, None, _alone(rows)
+            leaf = chat["current_message_id"]
     if leaf is None:
         return chat, None, []
     rows = conn.execute(PATH_MESSAGES, {"chat_id": chat_id, "start": leaf, "limit": limit + 1}).mappings().all()
