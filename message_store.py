@@ -20,6 +20,7 @@ from sqlalchemy import (
     delete,
     func,
     insert,
+    literal,
     literal_column,
     select,
     true,
@@ -63,9 +64,9 @@ SHOW_LEAF = TOUCH_CHAT.values(current_message_id=bindparam("leaf"))
 SHOW_LEAF_OF_BRANCH = SHOW_LEAF.values(branched=True)
 # The chat as the API shows it, and whether it has branches.
 CHAT_VIEW = select(*CHAT_COLUMNS, CHATS.c.branched).where(*OWNED)
-# The chat as CHAT_VIEW has it, and (when it has no branches, so that they are its one path)
-# its first `limit` messages, a row each (one row, the message's columns null, when there
-# are none): a chat read in one statement.
+# PostgreSQL: the chat as CHAT_VIEW has it, and (when it has no branches, so that they are
+# its one path) its first `limit` messages, a row each (one row, the message's columns null,
+# when there are none): a chat read in one round trip.
 _FIRST = (
     select(*MESSAGE_COLUMNS)
     .where(MESSAGES.c.chat_id == bindparam("chat_id"))
@@ -161,37 +162,33 @@ DESCENDANTS = select(_DOWN.c.id)
 NEWEST_BELOW = select(func.max(DESCENDANTS.subquery().c.id))
 
 
-# PostgreSQL: a message appended below the chat's current leaf in one statement, sync log
-# included. The chat's row lock is taken first (`chat`), so ids and `created_at` (read from
-# the clock once the lock is held, not before) rise together, as on the other path; the
-# owner's change counter (`seq`) is locked after it, as `record` does. No row: no chat.
-# SQL literals, not bound values: bound values in a CTE that `add_cte` adds are not
-# carried by SQLAlchemy's statement cache.
-ONE = literal_column("1")
-# Its values are bound by other names than the columns': in an UPDATE, SQLAlchemy would
-# set any column a value is named after.
+# A message appended below the chat's current leaf. Its values are bound by other names
+# than the columns': in an UPDATE, SQLAlchemy would set any column a value is named after.
 OWNER = bindparam("owner", type_=MESSAGES.c.owner_id.type)
-_CHAT = (
-    select(CHATS.c.id, CHATS.c.current_message_id)
-    .where(CHATS.c.id == THE_CHAT, CHATS.c.owner_id == OWNER, CHATS.c.trashed_at.is_(None))
-    .with_for_update()
-    .cte("chat")
+_OWNED_BY_OWNER = (CHATS.c.id == THE_CHAT, CHATS.c.owner_id == OWNER, CHATS.c.trashed_at.is_(None))
+_NEW_COLUMNS = ["chat_id", "owner_id", "parent_id", "role", "content", "name", "model", "metadata", "created_at"]
+_NEW_VALUES = [
+    bindparam(f"new_{name}", type_=MESSAGES.c[name].type) for name in ("role", "content", "name", "model", "metadata")
+]
+# SQLite: the chat's leaf read and the message inserted in one statement (its writers are
+# serial: the transaction holds the database); then the chat shows it (SHOW_LEAF).
+ADD_BELOW_LEAF = (
+    insert(MESSAGES)
+    .from_select(
+        _NEW_COLUMNS,
+        select(CHATS.c.id, OWNER, CHATS.c.current_message_id, *_NEW_VALUES, bindparam("now")).where(*_OWNED_BY_OWNER),
+    )
+    .returning(*MESSAGE_COLUMNS)
 )
+# PostgreSQL: all of it in one statement, sync log included. The chat's row lock is taken
+# first (`chat`), so ids and `created_at` (read from the clock once the lock is held, not
+# before) rise together, as on the other path; the owner's change counter (`seq`) is locked
+# after it, as `record` does. No row: no chat.
+_CHAT = select(CHATS.c.id, CHATS.c.current_message_id).where(*_OWNED_BY_OWNER).with_for_update().cte("chat")
 _ADDED = (
     insert(MESSAGES)
     .from_select(
-        ["chat_id", "owner_id", "parent_id", "role", "content", "name", "model", "metadata", "created_at"],
-        select(
-            _CHAT.c.id,
-            OWNER,
-            _CHAT.c.current_message_id,
-            bindparam("new_role", type_=MESSAGES.c.role.type),
-            bindparam("new_content", type_=MESSAGES.c.content.type),
-            bindparam("new_name", type_=MESSAGES.c.name.type),
-            bindparam("new_model", type_=MESSAGES.c.model.type),
-            bindparam("new_metadata", type_=MESSAGES.c.metadata.type),
-            func.clock_timestamp(),
-        ),
+        _NEW_COLUMNS, select(_CHAT.c.id, OWNER, _CHAT.c.current_message_id, *_NEW_VALUES, func.clock_timestamp())
     )
     .returning(*MESSAGE_COLUMNS)
     .cte("added")
@@ -199,13 +196,13 @@ _ADDED = (
 _SHOWN = (
     update(CHATS)
     .where(CHATS.c.id == _ADDED.c.chat_id)
-    .values(current_message_id=_ADDED.c.id, updated_at=_ADDED.c.created_at, version=CHATS.c.version + ONE)
+    .values(current_message_id=_ADDED.c.id, updated_at=_ADDED.c.created_at, version=CHATS.c.version + 1)
     .cte("shown")
 )
 _SEQ = (
     update(USERS)
     .where(USERS.c.id == OWNER, select(_ADDED.c.id).exists())
-    .values(change_seq=USERS.c.change_seq + literal_column("2"))
+    .values(change_seq=USERS.c.change_seq + 2)
     .returning(USERS.c.change_seq)
     .cte("seq")
 )
@@ -217,14 +214,14 @@ _LOGGED = (
             *(
                 select(
                     OWNER,
-                    _SEQ.c.change_seq - literal_column(str(last)),
-                    literal_column(f"'{kind}'"),
+                    _SEQ.c.change_seq - back,
+                    literal(kind),
                     key,
                     _ADDED.c.chat_id,
-                    literal_column(f"'{change}'"),
+                    literal(change),
                     _ADDED.c.created_at,
                 ).select_from(_SEQ.join(_ADDED, true()))
-                for last, kind, key, change in (
+                for back, kind, key, change in (
                     (1, "message", _ADDED.c.id, "created"),
                     (0, "chat", _ADDED.c.chat_id, "updated"),
                 )
@@ -348,11 +345,18 @@ def add_message(
 @one_statement
 def append_to_leaf(conn: Connection, owner_id: int, chat_id: int, message: Mapping[str, Any]) -> dict[str, Any]:
     """`add_message` with the parent left out: below the chat's current leaf. One statement
-    on PostgreSQL (so it needs no transaction around it); the same work as `add_messages`."""
-    if conn.dialect.name != "postgresql":
-        return add_messages(conn, owner_id, chat_id, [message])[0]
-    values = {f"new_{name}": value for name, value in message.items()}
-    row = conn.execute(APPEND_TO_LEAF, {**values, "owner": owner_id, "the_chat": chat_id}).mappings().one_or_none()
+    on PostgreSQL, so it needs no transaction around it."""
+    values = {f"new_{name}": value for name, value in message.items()} | {"owner": owner_id, "the_chat": chat_id}
+    if conn.dialect.name == "postgresql":
+        row = conn.execute(APPEND_TO_LEAF, values).mappings().one_or_none()
+    else:
+        now = datetime.now(UTC)
+        row = conn.execute(ADD_BELOW_LEAF, {**values, "now": now}).mappings().one_or_none()
+        if row is not None:
+            conn.execute(SHOW_LEAF, {"the_chat": chat_id, "leaf": row["id"], "now": now})
+            record(
+                conn, owner_id, [("message", row["id"], chat_id, "created"), ("chat", chat_id, chat_id, "updated")], now
+            )
     if row is None:
         raise ChatNotFound()
     # The current leaf had no children: the new message is its only child (or the only root).
@@ -425,9 +429,18 @@ def _alone(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
 
 def _chat_and_line(
     conn: Connection, owner_id: int, chat_id: int, limit: int
-) -> tuple[dict[str, Any], list[dict[str, Any]] | None]:
+) -> tuple[Mapping[str, Any], Sequence[Mapping[str, Any]] | None]:
     """The chat, and its messages when it has no branches and at most `limit` of them."""
-    rows = conn.execute(CHAT_WITH_LINE, {"chat_id": chat_id, "owner_id": owner_id, "limit": limit + 1}).all()
+    owned = {"chat_id": chat_id, "owner_id": owner_id}
+    if conn.dialect.name != "postgresql":
+        # In-process, a second statement costs less than the chat's columns repeated on
+        # every message's row.
+        chat = _chat_view(conn, owner_id, chat_id)
+        if chat["branched"]:
+            return chat, None
+        rows = conn.execute(MESSAGES_AFTER, {"chat_id": chat_id, "after": 0, "limit": limit + 1}).mappings().all()
+        return chat, rows if len(rows) <= limit else None
+    rows = conn.execute(CHAT_WITH_LINE, {**owned, "limit": limit + 1}).all()
     if not rows:
         raise ChatNotFound()
     width = len(CHAT_VIEW.selected_columns)
