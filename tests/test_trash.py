@@ -71,11 +71,13 @@ def test_a_deleted_chat_is_in_the_trash_and_404_everywhere_else(client: TestClie
 def test_restore_brings_the_chat_back_with_its_messages(client: TestClient, alice: Account, bob: Account) -> None:
     chat_id = new_chat(client, alice, "Okapi", "okapi facts", "more okapi")
     client.delete(f"/v1/chats/{chat_id}", headers=alice.headers)
-    assert client.post(f"/v1/chats/{chat_id}/restore", headers=bob.headers).status_code == 404
+    refused = client.post(f"/v1/chats/{chat_id}/restore", headers=bob.headers)
+    assert (refused.status_code, refused.json()) == (404, {"detail": "Chat not found in the trash"})
     restored = client.post(f"/v1/chats/{chat_id}/restore", headers=alice.headers)
     assert restored.status_code == 200 and restored.json()["id"] == chat_id
     # Only a chat in the trash can be restored.
-    assert client.post(f"/v1/chats/{chat_id}/restore", headers=alice.headers).status_code == 404
+    again = client.post(f"/v1/chats/{chat_id}/restore", headers=alice.headers)
+    assert (again.status_code, again.json()) == (404, {"detail": "Chat not found in the trash"})
     chat = client.get(f"/v1/chats/{chat_id}", headers=alice.headers).json()
     assert [m["content"] for m in chat["messages"]] == ["okapi facts", "more okapi"]
     assert client.get("/v1/chats/?trashed=true", headers=alice.headers).json() == []

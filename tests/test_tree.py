@@ -10,6 +10,7 @@ from alembic import command
 from conftest import SETTINGS, Account
 from database import ALEMBIC_INI
 from main import create_app
+from service.exports import HISTORY_PAGE
 
 
 def post(client: TestClient, account: Account, chat_id: int, content: str, role: str = "user", **extra) -> dict:
@@ -102,7 +103,12 @@ def test_a_parent_from_elsewhere_is_422_and_stores_nothing(
                 url, json={"role": "user", "content": "x", "parent_id": parent}, headers=alice.headers
             )
             assert response.status_code == 422, response.text
-            assert response.json()["detail"][0]["loc"] == ["body", "parent_id"]
+            error = {
+                "type": "value_error",
+                "loc": ["body", "parent_id"],
+                "msg": "must be the id of a message of this chat",
+            }
+            assert response.json() == {"detail": [error]}
     for parent in ("1", 1.5, 0, -1, True):
         body = {"role": "user", "content": "x", "parent_id": parent}
         assert client.post(f"/v1/chats/{chat_id}/message", json=body, headers=alice.headers).status_code == 422
@@ -347,3 +353,46 @@ def test_a_line_reads_in_pages_both_ways(client: TestClient, alice: Account, cha
     whole = read(client, alice, chat_id)
     assert contents(whole) == texts
     assert contents(read(client, alice, chat_id, message_id=created[5]["id"])) == texts
+
+
+def test_a_page_that_reaches_the_root_says_nothing_more(client: TestClient, alice: Account, chat_id: int) -> None:
+    """`has_more` at the exact boundary, both ways, on a line and on a branched path: a page
+    that ends at the root (or the leaf) says there is no more, and a page before the root
+    is empty."""
+    created = client.post(
+        f"/v1/chats/{chat_id}/messages",
+        json={"messages": [{"role": "user", "content": f"m{i}"} for i in range(4)]},
+        headers=alice.headers,
+    ).json()
+    url = f"/v1/chats/{chat_id}/path"
+
+    def page(**query: object) -> tuple[list[str], bool]:
+        answer = client.get(url, params={"limit": 2, **query}, headers=alice.headers).json()
+        return [m["content"] for m in answer["data"]], answer["has_more"]
+
+    for branched in (False, True):
+        assert page() == (["m2", "m3"], True)
+        assert page(before=created[2]["id"]) == (["m0", "m1"], False)
+        assert page(before=created[0]["id"]) == ([], False)
+        assert page(after=created[1]["id"]) == (["m2", "m3"], False)
+        if not branched:  # a sibling of m3, then back to m3: the same path, in a chat with branches
+            post(client, alice, chat_id, "side", parent_id=created[2]["id"])
+            client.patch(f"/v1/chats/{chat_id}", json={"current_message_id": created[3]["id"]}, headers=alice.headers)
+
+
+def test_a_long_branched_path_reads_with_its_siblings(client: TestClient, alice: Account, chat_id: int) -> None:
+    """A path longer than the first page of GET /v1/chats/{id}: every message of it, read
+    whole or a page at a time, names its siblings."""
+    count = HISTORY_PAGE + 5
+    created: list[dict] = []
+    for start in range(0, count, 500):
+        batch = {"messages": [{"role": "user", "content": f"m{i}"} for i in range(start, min(start + 500, count))]}
+        created += client.post(f"/v1/chats/{chat_id}/messages", json=batch, headers=alice.headers).json()
+    side = post(client, alice, chat_id, "side", parent_id=created[0]["id"])
+    client.patch(f"/v1/chats/{chat_id}", json={"current_message_id": created[-1]["id"]}, headers=alice.headers)
+    whole = read(client, alice, chat_id)["messages"]
+    assert [m["content"] for m in whole] == [f"m{i}" for i in range(count)]
+    assert whole[1]["sibling_ids"] == [created[1]["id"], side["id"]]
+    assert all(m["sibling_ids"] == [m["id"]] for m in whole[2:])
+    first = client.get(f"/v1/chats/{chat_id}/path", params={"before": created[2]["id"]}, headers=alice.headers)
+    assert [m["sibling_ids"] for m in first.json()["data"]] == [[created[0]["id"]], [created[1]["id"], side["id"]]]
