@@ -133,6 +133,7 @@ def test_import_a_bare_conversations_json(client: TestClient, alice: Account, bo
         zipped({"readme.txt": b"no conversations here"}),
         b"PK\x03\x04 a broken zip",
     ],
+    ids=["empty", "not-json", "an-object", "truncated", "no-conversations", "zip-without-export", "broken-zip"],
 )
 def test_a_broken_export_is_422_and_imports_nothing(client: TestClient, alice: Account, body: bytes) -> None:
     response = client.post(
