@@ -341,3 +341,12 @@ def test_a_prefix_of_more_words_than_are_spelled_out_finds_them_all(client: Test
     _, ids = new_chat(client, alice, "Prefixes", *[f"kiwi{i}fruit" for i in range(70)])
     assert found(client, alice, "kiwi*") == [f"m{message}" for message in reversed(ids)]
     assert found(client, alice, "kiwi69*") == [f"m{ids[69]}"]
+
+
+def test_a_prefix_finds_the_words_it_begins_and_no_other(client: TestClient, alice: Account) -> None:
+    # Two words that begin with it; two that sort right after it (SQLite reads the index's
+    # words between the prefix and the next one), which must not be found.
+    _, ids = new_chat(client, alice, "Prefix", "qumigrate the data", "a qumigration plan", "qumint or qumigsy")
+    assert found(client, alice, "qumigr*") == [f"m{ids[1]}", f"m{ids[0]}"]
+    assert found(client, alice, "qumigrat*") == [f"m{ids[1]}", f"m{ids[0]}"]
+    assert found(client, alice, "quzzyx*") == []
