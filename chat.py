@@ -49,7 +49,7 @@ from schemas import (
     TrashedChat,
 )
 from service import examples
-from service.conditional import IfNoneMatch, VersionedDep, etag, not_modified
+from service.conditional import IfNoneMatch, VersionedDep, etag, not_modified, tagged
 from service.deps import ChatUser, DatabaseDep
 from service.errors import ConfirmationMissing, NotAnExport, TooLarge, invalid
 from service.exports import FORMATS, HISTORY_PAGE, MESSAGE_LIST, all_chats_json, chat_json, path_messages
@@ -515,8 +515,7 @@ async def remove_chat(
 async def restore_chat(chat_id: Id, user: ChatUser, db: DatabaseDep, response: Response) -> ChatPublic:
     """Take a chat out of the trash, with its messages."""
     restored = await db.write(chat_store.restore_chat, user.id, chat_id)
-    response.headers["ETag"] = etag(restored["version"])
-    return ChatPublic.model_validate(restored)
+    return ChatPublic.model_validate(tagged(response, restored))
 
 
 @router.get(

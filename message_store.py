@@ -305,6 +305,22 @@ def _insert(
     return rows
 
 
+def _show_added(
+    conn: Connection,
+    owner_id: int,
+    chat_id: int,
+    rows: Sequence[Mapping[str, Any]],
+    now: datetime,
+    branches: bool = False,
+) -> None:
+    """The chat shows the last of the messages just added, and the change log has them."""
+    conn.execute(
+        SHOW_LEAF_OF_BRANCH if branches else SHOW_LEAF, {"the_chat": chat_id, "leaf": rows[-1]["id"], "now": now}
+    )
+    entries: list[Entry] = [("message", row["id"], chat_id, "created") for row in rows]
+    record(conn, owner_id, [*entries, ("chat", chat_id, chat_id, "updated")], now)
+
+
 def add_messages(
     conn: Connection,
     owner_id: int,
@@ -324,12 +340,9 @@ def add_messages(
     now = datetime.now(UTC)
     rows = _insert(conn, owner_id, chat_id, line, now)
     # A message that does not follow the leaf, or a second root, makes a branch.
-    branches = not follows_leaf and (parent is not None or current is not None)
-    conn.execute(
-        SHOW_LEAF_OF_BRANCH if branches else SHOW_LEAF, {"the_chat": chat_id, "leaf": rows[-1]["id"], "now": now}
+    _show_added(
+        conn, owner_id, chat_id, rows, now, branches=not follows_leaf and (parent is not None or current is not None)
     )
-    entries: list[Entry] = [("message", row["id"], chat_id, "created") for row in rows]
-    record(conn, owner_id, [*entries, ("chat", chat_id, chat_id, "updated")], now)
     if follows_leaf and parent is not None:
         # The current leaf had no children: each new message is its parent's only child.
         return [{**row, "sibling_ids": [row["id"]]} for row in rows]
@@ -353,10 +366,7 @@ def append_to_leaf(conn: Connection, owner_id: int, chat_id: int, message: Mappi
         now = datetime.now(UTC)
         row = conn.execute(ADD_BELOW_LEAF, {**values, "now": now}).mappings().one_or_none()
         if row is not None:
-            conn.execute(SHOW_LEAF, {"the_chat": chat_id, "leaf": row["id"], "now": now})
-            record(
-                conn, owner_id, [("message", row["id"], chat_id, "created"), ("chat", chat_id, chat_id, "updated")], now
-            )
+            _show_added(conn, owner_id, chat_id, [row], now)
     if row is None:
         raise ChatNotFound()
     # The current leaf had no children: the new message is its only child (or the only root).
@@ -427,20 +437,22 @@ def _alone(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return [{**row, "sibling_ids": [row["id"]]} for row in rows]
 
 
+def _first_messages(conn: Connection, chat_id: int, limit: int) -> Sequence[RowMapping] | None:
+    """The chat's messages in id order, if it has at most `limit` of them."""
+    rows = conn.execute(MESSAGES_AFTER, {"chat_id": chat_id, "after": 0, "limit": limit + 1}).mappings().all()
+    return rows if len(rows) <= limit else None
+
+
 def _chat_and_line(
     conn: Connection, owner_id: int, chat_id: int, limit: int
 ) -> tuple[Mapping[str, Any], Sequence[Mapping[str, Any]] | None]:
     """The chat, and its messages when it has no branches and at most `limit` of them."""
-    owned = {"chat_id": chat_id, "owner_id": owner_id}
     if conn.dialect.name != "postgresql":
         # In-process, a second statement costs less than the chat's columns repeated on
         # every message's row.
         chat = _chat_view(conn, owner_id, chat_id)
-        if chat["branched"]:
-            return chat, None
-        rows = conn.execute(MESSAGES_AFTER, {"chat_id": chat_id, "after": 0, "limit": limit + 1}).mappings().all()
-        return chat, rows if len(rows) <= limit else None
-    rows = conn.execute(CHAT_WITH_LINE, {**owned, "limit": limit + 1}).all()
+        return chat, None if chat["branched"] else _first_messages(conn, chat_id, limit)
+    rows = conn.execute(CHAT_WITH_LINE, {"chat_id": chat_id, "owner_id": owner_id, "limit": limit + 1}).all()
     if not rows:
         raise ChatNotFound()
     width = len(CHAT_VIEW.selected_columns)
@@ -460,19 +472,17 @@ def chat_with_path(
     path, every message in id order."""
     if through is None:
         chat, line = _chat_and_line(conn, owner_id, chat_id, limit)
-        if line is not None:
-            return chat, None, _alone(line)
+    else:
+        chat, line = _chat_view(conn, owner_id, chat_id), None
+        if not chat["branched"]:
+            _in_chat(conn, chat_id, through, ("query", "message_id"))
+            line = _first_messages(conn, chat_id, limit)
+    if line is not None:
+        return chat, None, _alone(line)
+    if through is None or not chat["branched"]:
         leaf = chat["current_message_id"]
     else:
-        chat = _chat_view(conn, owner_id, chat_id)
-        if chat["branched"]:
-            leaf = shown_leaf(conn, chat_id, through, ("query", "message_id"))
-        else:
-            _in_chat(conn, chat_id, through, ("query", "message_id"))
-            rows = conn.execute(MESSAGES_AFTER, {"chat_id": chat_id, "after": 0, "limit": limit + 1}).mappings().all()
-            if len(rows) <= limit:
-                return chat, None, _alone(rows)
-            leaf = chat["current_message_id"]
+        leaf = shown_leaf(conn, chat_id, through, ("query", "message_id"))
     if leaf is None:
         return chat, None, []
     rows = conn.execute(PATH_MESSAGES, {"chat_id": chat_id, "start": leaf, "limit": limit + 1}).mappings().all()

@@ -44,6 +44,12 @@ def not_modified(header: str | None, version: int) -> bool:
     return wanted is None or version in wanted
 
 
+def tagged(response: Response, row: Mapping[str, Any]) -> Mapping[str, Any]:
+    """`row`, a chat or message just written, with its version set as the answer's ETag."""
+    response.headers["ETag"] = etag(row["version"])
+    return row
+
+
 class Versioned:
     """A change `If-Match` can make conditional: the versions it may change (`expected`;
     None for any), and the answer's ETag set from what it wrote (`tagged`)."""
@@ -53,8 +59,7 @@ class Versioned:
         self.expected = versions(if_match)
 
     def tagged(self, row: Mapping[str, Any]) -> Mapping[str, Any]:
-        self.response.headers["ETag"] = etag(row["version"])
-        return row
+        return tagged(self.response, row)
 
 
 VersionedDep = Annotated[Versioned, Depends()]
