@@ -104,6 +104,39 @@ def parent_of(body: MessageCreate | MessageBatch) -> int | message_store.Default
     return body.parent_id if "parent_id" in body.model_fields_set else message_store.DEFAULT
 
 
+# Adding a message is the most frequent request, so its routes are matched first (see
+# api.py). Any static path must come before a `/{chat_id}` one of the same method.
+# The seed documents both URLs (its workflow the path form, its curl example the query
+# form); one handler serves both, reading chat_id from wherever the URL put it.
+@router.post(
+    "/message",
+    status_code=status.HTTP_201_CREATED,
+    response_model=MessagePublic,
+    responses=NOT_FOUND | RETRY_CONFLICT | examples.example(201, examples.QUESTION),
+)
+@router.post(
+    "/{chat_id}/message",
+    status_code=status.HTTP_201_CREATED,
+    response_model=MessagePublic,
+    responses=NOT_FOUND | RETRY_CONFLICT | examples.example(201, examples.QUESTION),
+)
+async def create_message(
+    chat_id: Id, message: MessageCreate, user: ChatUser, db: DatabaseDep, key: KeyHeader = None
+) -> MessagePublic:
+    """Add a message below `parent_id` (left out: the chat's current leaf, so a client that
+    never sends it builds a line); it becomes the chat's current leaf. Edit a question or
+    regenerate an answer: send the new one with the old one's parent."""
+    columns, parent = message.columns(), parent_of(message)
+    # A parent left out and a null parent are different requests.
+    parent_set = "parent_id" in message.model_fields_set
+    retry = retryable(key, f"add message to {chat_id}", message.model_dump_json(), str(parent_set))
+    if parent is message_store.DEFAULT:
+        args: tuple = (message_store.append_to_leaf, user.id, chat_id, columns)
+    else:
+        args = (message_store.add_message, user.id, chat_id, columns, parent)
+    return await write_once(db, user.id, retry, MessagePublic.model_validate, *args)
+
+
 @router.post(
     "/",
     status_code=status.HTTP_201_CREATED,
@@ -414,37 +447,6 @@ async def search_chats(
         for message in messages
     ]
     return SearchPage.of(hits, limit)
-
-
-# The seed documents both URLs (its workflow the path form, its curl example the query
-# form); one handler serves both, reading chat_id from wherever the URL put it.
-@router.post(
-    "/message",
-    status_code=status.HTTP_201_CREATED,
-    response_model=MessagePublic,
-    responses=NOT_FOUND | RETRY_CONFLICT | examples.example(201, examples.QUESTION),
-)
-@router.post(
-    "/{chat_id}/message",
-    status_code=status.HTTP_201_CREATED,
-    response_model=MessagePublic,
-    responses=NOT_FOUND | RETRY_CONFLICT | examples.example(201, examples.QUESTION),
-)
-async def create_message(
-    chat_id: Id, message: MessageCreate, user: ChatUser, db: DatabaseDep, key: KeyHeader = None
-) -> MessagePublic:
-    """Add a message below `parent_id` (left out: the chat's current leaf, so a client that
-    never sends it builds a line); it becomes the chat's current leaf. Edit a question or
-    regenerate an answer: send the new one with the old one's parent."""
-    columns, parent = message.columns(), parent_of(message)
-    # A parent left out and a null parent are different requests.
-    parent_set = "parent_id" in message.model_fields_set
-    retry = retryable(key, f"add message to {chat_id}", message.model_dump_json(), str(parent_set))
-    if parent is message_store.DEFAULT:
-        args: tuple = (message_store.append_to_leaf, user.id, chat_id, columns)
-    else:
-        args = (message_store.add_message, user.id, chat_id, columns, parent)
-    return await write_once(db, user.id, retry, MessagePublic.model_validate, *args)
 
 
 @router.get(

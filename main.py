@@ -101,6 +101,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
+        # The docs' sections in reading order, whatever order the routes are matched in.
+        openapi_tags=[{"name": name} for name in ("meta", "auth", "chats")],
     )
     app.state.settings = settings
     app.state.database = Database(settings)
@@ -141,11 +143,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
 
     app.add_api_route("/v1", welcome, response_model=Welcome, tags=["meta"])
+    # Matched in order: the API before the probes, the metrics and the pages (see api.py).
+    app.include_router(api_router)
     limiter: RateLimiter = app.state.limiter
     app.include_router(health_router(app.state.database, limiter.shared.client if limiter.shared else None))
     if settings.metrics_token:
         app.include_router(metrics_router(settings.metrics_token, bool(settings.prometheus_multiproc_dir)))
-    app.include_router(api_router)
     app.include_router(docs_router(pages))
     app.mount(ASSETS_URL, StaticFiles(directory=ASSETS), name="docs-assets")
     app.mount("/app", StaticFiles(directory=CLIENT, html=True), name="app")
