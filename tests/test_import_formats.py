@@ -44,7 +44,8 @@ def test_a_librechat_export_is_told_by_its_messages_and_its_id_or_endpoint() -> 
     first = [libre_message("m1", ZERO, True, "hello")]
     for item in ({"endpoint": "openAI", "messages": first}, {"conversationId": "lc", "messagesTree": first}):
         export_format, [imported] = read(item)
-        assert (export_format, shape(imported)) == ("librechat", [("m1", None, "user", "hello")])
+        assert (export_format, imported.source) == ("librechat", "librechat")
+        assert shape(imported) == [("m1", None, "user", "hello")]
     assert read({"endpoint": "openAI", "messages": first})[1][0].source_id is None
     for item in ({"messages": first}, {"conversationId": "lc", "endpoint": "openAI", "title": "no messages"}):
         with pytest.raises(ExportFormatError):
@@ -90,6 +91,7 @@ def test_librechat_text_falls_back_to_the_text_parts_of_its_content() -> None:
         {"type": "error", "text": "An error occurred while processing the request."},
         {"type": "text", "text": {"value": "an older part"}},
         {"type": "text"},
+        None,  # LibreChat's own export skips null parts
     ]
     imported = one(
         libre(
@@ -107,9 +109,9 @@ def test_librechat_text_falls_back_to_the_text_parts_of_its_content() -> None:
         ("m2", "m1", "assistant", "first part\n\nan older part"),
         ("m3", "m2", "user", "text wins"),
     ]
-    # The parts left out of a message are counted (m2's four, m4's one), or, when none were,
+    # The parts left out of a message are counted (m2's five, m4's one), or, when none were,
     # the message itself (m5).
-    assert imported.skipped == 4 + 1 + 1
+    assert imported.skipped == 5 + 1 + 1
 
 
 def test_librechat_error_and_blank_messages_are_skipped_and_counted_once_each() -> None:
@@ -248,7 +250,9 @@ def test_claude_roles_times_and_keys_of_an_older_export() -> None:
         None,
     ]
     assert imported.created_at == datetime(2024, 5, 1, 10, tzinfo=UTC)  # the first message's
-    assert (imported.title, imported.skipped, imported.source_id) == ("Untitled chat", 1, "cl")
+    # What the chat's metadata names: {"source": "claude", "claude_id": "cl"}.
+    assert (imported.source, imported.source_id) == ("claude", "cl")
+    assert (imported.title, imported.skipped) == ("Untitled chat", 1)
     assert [m.model for m in imported.messages] == [None, None, None]
 
 
@@ -310,7 +314,8 @@ def test_a_skipped_claude_conversation_is_named_by_its_uuid() -> None:
 
 def test_chatgpt_conversation_id_names_the_conversation_before_its_id() -> None:
     node = chatgpt_node("u", "root", "user", text("hi"))
-    assert one(chatgpt_conversation([node], "u", conversation_id="conv-1")).source_id == "conv-1"
+    imported = one(chatgpt_conversation([node], "u", conversation_id="conv-1"))
+    assert (imported.source, imported.source_id) == ("chatgpt", "conv-1")
     assert one(chatgpt_conversation([node], "u", conversation_id=None)).source_id == "c"
     assert one(chatgpt_conversation([node], "u", id=None)).source_id is None
 
