@@ -172,4 +172,7 @@ if __name__ == "__main__":
         reload=settings.reload,
         loop="asyncio",
         proxy_headers=False,
+        # With LOG_FORMAT=json the app writes each request's line; uvicorn's own would
+        # repeat it as text, with the path and query, which may carry what must not be logged.
+        access_log=settings.log_format != "json",
     )
