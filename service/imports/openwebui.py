@@ -64,7 +64,7 @@ def read(item: dict) -> ImportedConversation:
     for key, message, previous in entries:
         if not isinstance(message, dict):
             raise Broken(f"message {key!r} must be an object")
-        parent = message.get("parentId") if previous is None and history is not None else previous
+        parent = message.get("parentId") if isinstance(history, dict) else previous
         if parent is not None and not isinstance(parent, str):
             raise Broken(f"message {key!r}: `parentId` must be a message id")
         kept = read_message(key, message, chat_model)
