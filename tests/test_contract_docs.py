@@ -19,8 +19,8 @@ ERROR_BODY = {"application/json": {"schema": {"$ref": "#/components/schemas/Erro
 TOKEN_401 = "Missing, malformed, expired or revoked token"
 
 
-@pytest.fixture(scope="module")
-def spec() -> dict[str, Any]:
+def documented() -> dict[str, Any]:
+    """The schema of an app built in the test itself."""
     return create_app(SETTINGS.model_copy(update={"migrate_on_start": False})).openapi()
 
 
@@ -30,7 +30,8 @@ def operations(spec: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
             yield f"{method.upper()} {path}", operation
 
 
-def test_the_error_body_is_documented_as_an_object_with_a_detail_string(spec: dict[str, Any]) -> None:
+def test_the_error_body_is_documented_as_an_object_with_a_detail_string() -> None:
+    spec = documented()
     assert spec["components"]["schemas"]["Error"] == {
         "title": "Error",
         "type": "object",
@@ -39,7 +40,8 @@ def test_the_error_body_is_documented_as_an_object_with_a_detail_string(spec: di
     }
 
 
-def test_every_documented_client_error_but_a_422_is_the_error_body(spec: dict[str, Any]) -> None:
+def test_every_documented_client_error_but_a_422_is_the_error_body() -> None:
+    spec = documented()
     client_errors = 0
     for name, operation in operations(spec):
         for code, response in operation["responses"].items():
@@ -53,7 +55,8 @@ def test_every_documented_client_error_but_a_422_is_the_error_body(spec: dict[st
     assert invalid["application/json"]["schema"] == {"$ref": "#/components/schemas/HTTPValidationError"}
 
 
-def test_every_operation_with_a_body_documents_an_unreadable_and_a_too_large_body(spec: dict[str, Any]) -> None:
+def test_every_operation_with_a_body_documents_an_unreadable_and_a_too_large_body() -> None:
+    spec = documented()
     with_body = 0
     for name, operation in operations(spec):
         responses = operation["responses"]
@@ -72,7 +75,8 @@ def test_every_operation_with_a_body_documents_an_unreadable_and_a_too_large_bod
     assert spec["paths"]["/v1/chats/import"]["post"]["responses"]["413"]["description"].startswith("The upload")
 
 
-def test_every_operation_that_needs_a_token_documents_its_401_and_the_challenge(spec: dict[str, Any]) -> None:
+def test_every_operation_that_needs_a_token_documents_its_401_and_the_challenge() -> None:
+    spec = documented()
     challenge = {"WWW-Authenticate": {"required": True, "schema": {"type": "string"}}}
     for name, operation in operations(spec):
         if operation.get("security"):
@@ -85,7 +89,8 @@ def test_every_operation_that_needs_a_token_documents_its_401_and_the_challenge(
     assert spec["paths"]["/v1/auth/me"]["get"]["responses"]["401"]["description"] == "Missing or invalid token"
 
 
-def test_every_rate_limited_operation_documents_retry_after(spec: dict[str, Any]) -> None:
+def test_every_rate_limited_operation_documents_retry_after() -> None:
+    spec = documented()
     retry_after = {"Retry-After": {"required": True, "schema": {"type": "integer", "minimum": 1}}}
     throttled = {name for name, operation in operations(spec) if "429" in operation["responses"]}
     assert throttled == {
