@@ -162,3 +162,14 @@ def test_an_unexpected_error_is_logged_with_its_request_and_traceback(caplog: py
     (record,) = [r for r in caplog.records if r.name == "service.errors"]
     assert record.getMessage() == "Unexpected error on POST /v1/fails"
     assert record.exc_info is not None and str(record.exc_info[1]) == "the cause"
+
+
+def test_an_invalid_request_to_an_app_is_a_422_that_echoes_none_of_its_input() -> None:
+    app = create_app(SETTINGS.model_copy(update={"migrate_on_start": False}))
+    body = {"username": "x", "email": "not an email", "password": "a-secret-password"}
+    with TestClient(app) as client:
+        response = client.post("/v1/auth/register", json=body)
+    assert response.status_code == 422
+    assert {tuple(error["loc"]) for error in response.json()["detail"]} >= {("body", "email")}
+    assert all("input" not in error for error in response.json()["detail"])
+    assert "a-secret-password" not in response.text
