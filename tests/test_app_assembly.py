@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
-from conftest import BROWSER_HEADERS, FRONT_END_ORIGIN, SETTINGS, preflight
+from conftest import BROWSER_HEADERS, FRONT_END_ORIGIN, preflight
 from main import API_POLICY, CLIENT_POLICY, create_app
 from service.api_docs import ASSETS_URL
 
@@ -19,8 +19,10 @@ DESCRIPTION = (
 
 
 @pytest.fixture(scope="module")
-def built(client: TestClient) -> Iterator[TestClient]:  # client: the suite's database is migrated
-    with TestClient(create_app(SETTINGS)) as built:
+def built(client: TestClient) -> Iterator[TestClient]:
+    # The suite's settings, read from its app (under mutmut a test module can hold an earlier
+    # session's conftest).
+    with TestClient(create_app(client.app.state.settings)) as built:
         yield built
 
 

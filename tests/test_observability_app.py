@@ -20,17 +20,23 @@ from test_import import conversation
 from test_observability import GENERATED_ID, LOG_FIELDS, METRICS_TOKEN, metric_samples, value
 
 from config import Settings
-from conftest import DATABASE_URL, PASSWORD, SETTINGS, Account
+from conftest import PASSWORD, Account
 from main import create_app
 from server import PYTHON, free_port, server_env
 
 LOCAL_REDIS = "redis://127.0.0.1:6379/0"
 
 
-def own_app(**overrides: object) -> FastAPI:
-    """An app of its own, by default on the suite's database (migrated by `client`)."""
-    settings = {"database_url": DATABASE_URL, "secret_key": SETTINGS.secret_key, "redis_url": "", **overrides}
-    return create_app(Settings(_env_file=None, migrate_on_start=False, **settings))
+def app_with(**settings: object) -> FastAPI:
+    return create_app(Settings(_env_file=None, **{"redis_url": "", "migrate_on_start": False, **settings}))
+
+
+def own_app(client: TestClient, **overrides: object) -> FastAPI:
+    """An app of its own on the suite's database (migrated by `client`), accepting its tokens.
+    (Read from the suite's app: under mutmut a test module can hold an earlier session's
+    conftest.)"""
+    suite = client.app.state.settings
+    return app_with(database_url=suite.database_url, secret_key=suite.secret_key, **overrides)
 
 
 def missing_database(folder: Path) -> str:
@@ -39,7 +45,7 @@ def missing_database(folder: Path) -> str:
 
 @pytest.fixture
 def metered(client: TestClient) -> Iterator[TestClient]:
-    with TestClient(own_app(metrics_token=METRICS_TOKEN)) as metered:
+    with TestClient(own_app(client, metrics_token=METRICS_TOKEN)) as metered:
         yield metered
 
 
@@ -47,7 +53,9 @@ def metered(client: TestClient) -> Iterator[TestClient]:
 def broken_app(folder: Path) -> Iterator[TestClient]:
     """An app whose database cannot be opened: every query fails unexpectedly. Its request
     log goes to the standard output of the moment (a test's captured output)."""
-    app = own_app(database_url=missing_database(folder), log_format="json", metrics_token=METRICS_TOKEN)
+    app = app_with(
+        database_url=missing_database(folder), secret_key="s" * 48, log_format="json", metrics_token=METRICS_TOKEN
+    )
     with TestClient(app, raise_server_exceptions=False) as broken:
         yield broken
 
@@ -77,9 +85,11 @@ def test_metrics_answer_only_the_bearer_of_their_token_in_prometheus_format(mete
     assert not {"/healthz", "/readyz", "/metrics"} & metered.get("/openapi.json").json()["paths"].keys()
 
 
-def test_without_a_metrics_token_there_is_no_endpoint_and_nothing_is_timed(metered: TestClient) -> None:
+def test_without_a_metrics_token_there_is_no_endpoint_and_nothing_is_timed(
+    client: TestClient, metered: TestClient
+) -> None:
     before = metric_samples("", metered)
-    with TestClient(own_app()) as quiet:
+    with TestClient(own_app(client)) as quiet:
         assert quiet.get("/metrics", headers={"Authorization": "Bearer "}).status_code == 404
         assert quiet.get("/v1").status_code == 200
     after = metric_samples("", metered)
@@ -163,8 +173,8 @@ def test_with_a_multiprocess_directory_metrics_report_what_every_worker_wrote(
     folder = tmp_path / "prometheus"
     folder.mkdir()
     environment = server_env(
-        DATABASE_URL=DATABASE_URL,
-        SECRET_KEY=SETTINGS.secret_key,
+        DATABASE_URL=client.app.state.settings.database_url,
+        SECRET_KEY=client.app.state.settings.secret_key,
         MIGRATE_ON_START="false",
         METRICS_TOKEN=METRICS_TOKEN,
         PROMETHEUS_MULTIPROC_DIR=str(folder),
@@ -172,7 +182,7 @@ def test_with_a_multiprocess_directory_metrics_report_what_every_worker_wrote(
     subprocess.run([PYTHON, "-c", WORKER], env=environment, cwd=tmp_path, check=True, capture_output=True)
     # prometheus-client reads the directory from the environment, as under uvicorn --workers.
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(folder))
-    with TestClient(own_app(prometheus_multiproc_dir=str(folder), metrics_token=METRICS_TOKEN)) as reader:
+    with TestClient(own_app(client, prometheus_multiproc_dir=str(folder), metrics_token=METRICS_TOKEN)) as reader:
         samples = metric_samples("", reader)
     # The other worker's three requests, and none that this process counted in its memory.
     requests = {labels: count for (name, labels), count in samples.items() if name == "http_requests_total"}
@@ -191,8 +201,8 @@ def silent_server() -> Iterator[str]:
         yield f"redis://127.0.0.1:{listening.getsockname()[1]}/0"
 
 
-def readiness(redis_url: str, database_url: str = DATABASE_URL) -> tuple[int, dict]:
-    with TestClient(own_app(database_url=database_url, redis_url=redis_url)) as probed:
+def readiness(app: FastAPI) -> tuple[int, dict]:
+    with TestClient(app) as probed:
         assert probed.get("/healthz").json() == {"status": "ok"}
         ready = probed.get("/readyz")
         return ready.status_code, ready.json()
@@ -201,8 +211,9 @@ def readiness(redis_url: str, database_url: str = DATABASE_URL) -> tuple[int, di
 def test_readiness_checks_the_database_and_the_redis_the_service_uses(
     client: TestClient, caplog: pytest.LogCaptureFixture
 ) -> None:
-    assert readiness(LOCAL_REDIS) == (200, {"status": "ready", "checks": {"database": "ok", "redis": "ok"}})
-    assert readiness("") == (200, {"status": "ready", "checks": {"database": "ok"}})
+    ready = {"status": "ready", "checks": {"database": "ok", "redis": "ok"}}
+    assert readiness(own_app(client, redis_url=LOCAL_REDIS)) == (200, ready)
+    assert readiness(own_app(client)) == (200, {"status": "ready", "checks": {"database": "ok"}})
     # A healthy app's life, from its first purge of the trash to its end, logs no error.
     assert not [record for record in caplog.records if record.levelno >= logging.ERROR]
 
@@ -219,7 +230,7 @@ def test_readiness_names_a_redis_that_refuses_and_logs_why(
     client: TestClient, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="service.health")
-    status, body = readiness(f"redis://127.0.0.1:{free_port()}/0")
+    status, body = readiness(own_app(client, redis_url=f"redis://127.0.0.1:{free_port()}/0"))
     assert (status, body) == (
         503,
         {"detail": "Not ready: redis unavailable", "checks": {"database": "ok", "redis": "failed (ConnectionError)"}},
@@ -231,14 +242,15 @@ def test_readiness_names_a_redis_that_refuses_and_logs_why(
 
 def test_readiness_gives_up_on_a_redis_that_never_answers(client: TestClient) -> None:
     with silent_server() as redis_url:
-        assert readiness(redis_url) == (
+        assert readiness(own_app(client, redis_url=redis_url)) == (
             503,
             {"detail": "Not ready: redis unavailable", "checks": {"database": "ok", "redis": "timed out"}},
         )
 
 
 def test_readiness_names_every_dependency_that_is_down(tmp_path: Path) -> None:
-    status, body = readiness(f"redis://127.0.0.1:{free_port()}/0", missing_database(tmp_path))
+    down = {"database_url": missing_database(tmp_path), "redis_url": f"redis://127.0.0.1:{free_port()}/0"}
+    status, body = readiness(app_with(secret_key="s" * 48, **down))
     assert status == 503
     assert body["detail"] == "Not ready: database, redis unavailable"
     assert body["checks"]["database"] == "failed (OperationalError)"
@@ -260,7 +272,7 @@ def test_the_request_log_has_one_line_per_request_tied_to_its_id(
     client: TestClient, alice: Account, capsys: pytest.CaptureFixture[str]
 ) -> None:
     capsys.readouterr()
-    with TestClient(own_app(log_format="json")) as logged:
+    with TestClient(own_app(client, log_format="json")) as logged:
         started = datetime.now(UTC)
         answers = [
             logged.get("/v1/chats/", headers={**alice.headers, "X-Request-ID": "listed"}),
@@ -290,7 +302,7 @@ def test_the_request_log_has_one_line_per_request_tied_to_its_id(
 
 def test_without_log_format_json_the_request_log_is_silent(client: TestClient, capsys: pytest.CaptureFixture) -> None:
     capsys.readouterr()
-    with TestClient(own_app(log_format="text")) as quiet:
+    with TestClient(own_app(client, log_format="text")) as quiet:
         assert quiet.get("/v1").status_code == 200
     assert capsys.readouterr().out == ""
 
