@@ -1,0 +1,49 @@
+"""What create_app assembles, on an app built in the test's own process with the suite's
+settings: its name in the schema and on its pages, the welcome, the policies of its pages
+and the answer to a front end's preflight. (test_web.py checks the same on the suite's app,
+which is built before any test runs.)"""
+
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+
+from conftest import BROWSER_HEADERS, FRONT_END_ORIGIN, preflight
+from main import API_POLICY, CLIENT_POLICY, create_app
+from service.api_docs import ASSETS_URL
+
+DESCRIPTION = (
+    "Keep your conversations with language models: register, log in with OAuth2 and JWT, "
+    "and store chats with their system, user and assistant messages."
+)
+
+
+@pytest.fixture(scope="module")
+def built(client: TestClient) -> Iterator[TestClient]:
+    # The suite's settings, read from its app (under mutmut a test module can hold an earlier
+    # session's conftest).
+    with TestClient(create_app(client.app.state.settings)) as built:
+        yield built
+
+
+def test_the_schema_the_docs_and_the_welcome_name_the_service(built: TestClient) -> None:
+    info = built.get("/openapi.json").json()["info"]
+    assert (info["title"], info["version"], info["description"]) == ("Chat History API", "1.0.0", DESCRIPTION)
+    assert built.get("/v1").json() == {"message": "Welcome to the Chat History API. Documentation: /docs"}
+    for path, title in (("/docs", "Chat History API - Swagger UI"), ("/redoc", "Chat History API - ReDoc")):
+        page = built.get(path).text
+        # The service's own pages: its spec, and scripts from the app itself, never a CDN.
+        assert f"<title>{title}</title>" in page and "/openapi.json" in page
+        assert f'src="{ASSETS_URL}/' in page and "cdn.jsdelivr.net" not in page
+
+
+def test_the_client_and_the_api_answer_with_their_own_policies(built: TestClient) -> None:
+    assert built.get("/app/").headers["content-security-policy"] == CLIENT_POLICY
+    assert built.get("/v1").headers["content-security-policy"] == API_POLICY
+
+
+def test_the_listed_front_end_may_send_what_a_browser_client_sends(built: TestClient) -> None:
+    allowed = preflight(built, "/v1/chats/{chat_id}/messages", "PATCH").headers
+    sent = {header.strip().lower() for header in allowed["access-control-allow-headers"].split(",")}
+    assert (allowed["access-control-allow-origin"], allowed["access-control-max-age"]) == (FRONT_END_ORIGIN, "600")
+    assert "PATCH" in allowed["access-control-allow-methods"] and set(BROWSER_HEADERS.split(",")) <= sent
