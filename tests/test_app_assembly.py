@@ -18,10 +18,11 @@ DESCRIPTION = (
 )
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def built(client: TestClient) -> Iterator[TestClient]:
     # The suite's settings, read from its app (under mutmut a test module can hold an earlier
-    # session's conftest).
+    # session's conftest). One app per test: mutmut links a shared fixture's calls to the
+    # first test that used it only.
     with TestClient(create_app(client.app.state.settings)) as built:
         yield built
 
@@ -47,3 +48,14 @@ def test_the_listed_front_end_may_send_what_a_browser_client_sends(built: TestCl
     sent = {header.strip().lower() for header in allowed["access-control-allow-headers"].split(",")}
     assert (allowed["access-control-allow-origin"], allowed["access-control-max-age"]) == (FRONT_END_ORIGIN, "600")
     assert "PATCH" in allowed["access-control-allow-methods"] and set(BROWSER_HEADERS.split(",")) <= sent
+
+
+def test_the_docs_list_their_sections_in_reading_order_and_document_the_welcome(built: TestClient) -> None:
+    schema = built.get("/openapi.json").json()
+    # Routes are matched busiest first (api.py); the docs still read meta, auth, chats.
+    assert [tag["name"] for tag in schema["tags"]] == ["meta", "auth", "chats"]
+    welcome = schema["paths"]["/v1"]["get"]
+    assert welcome["tags"] == ["meta"]
+    assert welcome["responses"]["200"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/Welcome"
+    }
