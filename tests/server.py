@@ -62,6 +62,15 @@ def server_env(**overrides: str) -> dict[str, str]:
 PYTHON = sys.executable
 
 
+@contextmanager
+def main_py(cwd: Path, **env: str) -> Iterator[tuple[str, Path]]:
+    """`python main.py`, the README's way to serve, on a free port: its URL and its output."""
+    port = free_port()
+    environment = server_env(HOST="127.0.0.1", PORT=str(port), RELOAD="false", **env)
+    with running([PYTHON, str(ROOT / "main.py")], environment, cwd, port) as base_url:
+        yield base_url, cwd / f"server-{port}.log"
+
+
 def serving_pid(server_port: int, response: httpx.Response) -> int:
     """The process holding the server's end of the (still open) connection `response` came on."""
     client_port = response.extensions["network_stream"].get_extra_info("client_addr")[1]

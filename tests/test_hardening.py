@@ -17,7 +17,7 @@ from jose import jwt
 
 from conftest import DATABASE_URL, PASSWORD, SETTINGS, Account
 from main import create_app
-from server import PYTHON, ROOT, free_port, running, server_env
+from server import main_py
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -231,19 +231,15 @@ def test_forwarded_for_is_believed_from_a_trusted_proxy(tmp_path: Path) -> None:
 def _logins_from_forged_addresses(tmp_path: Path, trusted: str) -> list[int]:
     """`python main.py` with a login limit of 2 per address: three logins, each claiming
     another address in X-Forwarded-For and naming another user."""
-    port = free_port()
-    env = server_env(
+    with main_py(
+        tmp_path,
         DATABASE_URL=DATABASE_URL,
         SECRET_KEY=SETTINGS.secret_key,
         MIGRATE_ON_START="false",
-        RELOAD="false",
-        PORT=str(port),
-        HOST="127.0.0.1",
         RATE_LIMIT_LOGIN="2/minute",
         TRUSTED_PROXIES=trusted,
         REDIS_URL="",
-    )
-    with running([PYTHON, str(ROOT / "main.py")], env, tmp_path, port) as base_url:
+    ) as (base_url, _):
         return [
             httpx.post(
                 f"{base_url}/v1/auth/token",

@@ -19,7 +19,7 @@ from sqlalchemy import create_engine, make_url, text
 from test_import import conversation
 
 from conftest import DATABASE_URL, PASSWORD, SERVER_URL, SETTINGS, WORK_DIR, Account, unique_name
-from server import PYTHON, ROOT, free_port, running, server_env, serving_pid
+from server import PYTHON, free_port, main_py, running, server_env, serving_pid
 
 METRICS_TOKEN = "metrics-" + uuid.uuid4().hex
 GENERATED_ID = re.compile(r"[0-9a-f]{32}")
@@ -353,25 +353,16 @@ def test_one_json_line_per_request_with_the_user_and_no_secrets(observed: tuple[
         assert secret not in output
 
 
-def test_python_main_py_with_log_format_json_writes_only_the_json_lines(client: TestClient, alice: Account) -> None:
-    port = free_port()
-    environment = server_env(
-        DATABASE_URL=DATABASE_URL,
-        SECRET_KEY=SETTINGS.secret_key,
-        MIGRATE_ON_START="false",
-        LOG_FORMAT="json",
-        HOST="127.0.0.1",
-        PORT=str(port),
-        RELOAD="false",
-    )
-    with running([PYTHON, str(ROOT / "main.py")], environment, WORK_DIR, port) as base_url:
+def test_python_main_py_with_log_format_json_writes_only_the_json_lines(client: TestClient) -> None:
+    environment = {"DATABASE_URL": DATABASE_URL, "SECRET_KEY": SETTINGS.secret_key, "MIGRATE_ON_START": "false"}
+    with main_py(WORK_DIR, LOG_FORMAT="json", **environment) as (base_url, log):
         secret = f"secret-{uuid.uuid4().hex}"
         answer = httpx.get(f"{base_url}/v1/chats/search?q={secret}", headers={"Authorization": f"Bearer {secret}"})
         assert answer.status_code == 401
         time.sleep(0.2)
-    output = (WORK_DIR / f"server-{port}.log").read_text()
+    output = log.read_text()
     assert secret not in output
-    assert answer.headers["x-request-id"] in {line["request_id"] for line in log_lines(WORK_DIR / f"server-{port}.log")}
+    assert answer.headers["x-request-id"] in {line["request_id"] for line in log_lines(log)}
     assert [line for line in output.splitlines() if "/v1/chats/search" in line and not line.startswith("{")] == []
 
 
