@@ -1,37 +1,62 @@
-"""Mutation scores per module from `mutmut results --all true` (read on stdin): caught
-(killed, or the test process ended in an error) of all mutants, "no tests" counted as
-survived. With module names as arguments, exits 1 when one of them is a security, session,
-idempotency, rate-limit or store module under 90 % (docs/testing.md); the others' target,
-80 %, is for the service as a whole."""
+"""Mutation scores per module, read from the exit codes mutmut keeps in `mutants/` (run after
+`mutmut run`): caught (a test failed, or the test process ran out of time) of all mutants
+checked, "no tests" counted as survived.
 
+A test process that ended in an error of mutmut's runner (exit code 255: pytest refused the
+test ids it was given, so no test ran) is no verdict; `mutmut results` calls it "timeout",
+which would count it as caught. It is counted here as not caught and listed.
+
+With module names as arguments, exits 1 when one of them is a security, session,
+idempotency, rate-limit or store module under 90 % (docs/testing.md), or has a mutant whose
+tests could not be run; the others' target, 80 %, is for the service as a whole."""
+
+import json
 import re
 import sys
 from collections import Counter
+from pathlib import Path
 
 STRICT = {"security", "account_store", "chat_store", "message_store", "search_store", "import_store"}
 STRICT |= {"service.idempotency", "service.ratelimit"}
-CAUGHT = {"killed", "timeout"}
+# mutmut's exit codes (mutmut/stats.py): a test failed (1; 3 is an error inside pytest) or
+# the process ran past its CPU or wall limit (SIGXCPU, or 36).
+CAUGHT = {1, 3, 24, -24, 152, 36}
+SURVIVED = {0, 5, 33}  # passed; no tests reached the function
+
+
+def verdicts(root: Path) -> dict[str, int]:
+    """Every checked mutant's exit code, by its name."""
+    codes: dict[str, int] = {}
+    for meta in root.rglob("*.py.meta"):
+        for name, code in json.loads(meta.read_text())["exit_code_by_key"].items():
+            if code is not None:
+                codes[name] = code
+    return codes
+
 
 caught: Counter[str] = Counter()
 total: Counter[str] = Counter()
-for line in sys.stdin:
-    found = re.match(r"\s*(\S+)\.x[_ǁ]\S*__mutmut_\d+: (.+)$", line)
-    if not found:
-        continue
-    module, status = found.group(1), found.group(2).strip()
-    if status == "not checked":
-        continue
+errors: dict[str, list[str]] = {}
+for name, code in sorted(verdicts(Path("mutants")).items()):
+    module = re.match(r"(\S+)\.x[_ǁ]", name).group(1)
     total[module] += 1
-    caught[module] += status in CAUGHT
+    if code in CAUGHT:
+        caught[module] += 1
+    elif code not in SURVIVED:
+        errors.setdefault(module, []).append(f"{name} (exit code {code})")
 
 failed = []
 for module in sorted(total):
     target = 90 if module in STRICT else 80
     score = 100 * caught[module] / total[module]
-    print(f"{module:32} {caught[module]:5} of {total[module]:5}  {score:5.1f} %  (target {target} %)")
-    if module in sys.argv[1:] and module in STRICT and score < target:
+    unrun = f", {len(errors[module])} not run" if module in errors else ""
+    print(f"{module:32} {caught[module]:5} of {total[module]:5}  {score:5.1f} %  (target {target} %{unrun})")
+    if module in sys.argv[1:] and ((module in STRICT and score < target) or module in errors):
         failed.append(module)
 everything = 100 * sum(caught.values()) / max(sum(total.values()), 1)
 print(f"{'all of the above':32} {sum(caught.values()):5} of {sum(total.values()):5}  {everything:5.1f} %")
+for module, names in errors.items():
+    print(f"\nnot run (mutmut's runner failed before any test; see docs/testing.md), {module}:")
+    print("\n".join(f"  {name}" for name in names))
 if failed:
-    sys.exit(f"below target: {', '.join(failed)}")
+    sys.exit(f"below target or not run: {', '.join(failed)}")
