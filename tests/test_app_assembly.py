@@ -3,6 +3,7 @@ settings: its name in the schema and on its pages, the welcome, the policies of 
 and the answer to a front end's preflight. (test_web.py checks the same on the suite's app,
 which is built before any test runs.)"""
 
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -10,7 +11,7 @@ from fastapi.testclient import TestClient
 
 from conftest import BROWSER_HEADERS, FRONT_END_ORIGIN, preflight
 from main import API_POLICY, CLIENT_POLICY, create_app
-from service.api_docs import ASSETS_URL
+from service.api_docs import ASSETS_URL, docs_pages
 
 DESCRIPTION = (
     "Keep your conversations with language models: register, log in with OAuth2 and JWT, "
@@ -38,9 +39,38 @@ def test_the_schema_the_docs_and_the_welcome_name_the_service(built: TestClient)
         assert f'src="{ASSETS_URL}/' in page and "cdn.jsdelivr.net" not in page
 
 
-def test_the_client_and_the_api_answer_with_their_own_policies(built: TestClient) -> None:
+def test_the_client_the_docs_and_the_api_answer_with_their_own_policies(built: TestClient) -> None:
     assert built.get("/app/").headers["content-security-policy"] == CLIENT_POLICY
     assert built.get("/v1").headers["content-security-policy"] == API_POLICY
+    for path, page in docs_pages(built.app.title, built.app.openapi_url).items():
+        assert page.policy != API_POLICY
+        assert built.get(path).headers["content-security-policy"] == page.policy
+
+
+def test_the_docs_load_every_script_and_style_they_name_from_the_app(built: TestClient) -> None:
+    for path in ("/docs", "/redoc"):
+        assets = re.findall(rf'(?:src|href)="({ASSETS_URL}/[^"]+)"', built.get(path).text)
+        assert assets, path
+        for asset in assets:
+            assert built.get(asset).status_code == 200, asset
+
+
+@pytest.mark.parametrize(("trusted", "answers"), [([], [401, 401, 429]), (["testclient"], [401, 401, 401])])
+def test_x_forwarded_for_names_the_client_only_behind_a_trusted_proxy(
+    client: TestClient, trusted: list[str], answers: list[int]
+) -> None:
+    """A login limit of 2 per address, three logins each claiming another address: one
+    address (the peer's) unless the peer is a proxy named in TRUSTED_PROXIES."""
+    update = {"trusted_proxies": trusted, "rate_limit_login": "2/minute", "redis_url": ""}
+    with TestClient(create_app(client.app.state.settings.model_copy(update=update))) as built:
+        assert [
+            built.post(
+                "/v1/auth/token",
+                data={"username": f"nobody{i}", "password": "wrong password"},
+                headers={"X-Forwarded-For": f"203.0.113.{i}"},
+            ).status_code
+            for i in range(3)
+        ] == answers
 
 
 def test_the_listed_front_end_may_send_what_a_browser_client_sends(built: TestClient) -> None:
