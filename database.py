@@ -38,15 +38,9 @@ def _json_loads(text: str | bytes) -> Any:
 
 
 def _sqlite_engine(settings: Settings) -> Engine:
-    # Inline work shares one connection (see Database), used only from the event loop's
-    # thread; the pool's others serve migrations and scripts.
-    engine = create_engine(
-        settings.database_url,
-        pool_size=1,
-        max_overflow=8,
-        connect_args={"check_same_thread": False},
-        json_deserializer=_json_loads,
-    )
+    # Inline work shares one connection (see Database); the pool's others serve migrations,
+    # which run in a thread (SQLAlchemy opens a file database's connections for any thread).
+    engine = create_engine(settings.database_url, json_deserializer=_json_loads)
     synchronous = settings.sqlite_synchronous
 
     @event.listens_for(engine, "connect")
@@ -71,15 +65,11 @@ def _sqlite_engine(settings: Settings) -> Engine:
 
 
 def make_engine(settings: Settings) -> Engine:
+    """SQLite's engine, or, for PostgreSQL, the one that runs migrations (and names the
+    server for the asyncio pool that runs the app's transactions, see Database)."""
     if settings.is_sqlite:
         return _sqlite_engine(settings)
-    return create_engine(
-        settings.database_url,
-        pool_size=settings.db_pool_size,
-        max_overflow=0,
-        pool_pre_ping=True,
-        json_deserializer=_json_loads,
-    )
+    return create_engine(settings.database_url)
 
 
 def one_statement(work: Work[P, T]) -> Work[P, T]:

@@ -137,6 +137,11 @@ def test_requests_are_counted_by_route_template_method_and_status(metered: TestC
     assert timed("http_request_duration_seconds_bucket", le="30.0") == 4
     # Each read of /metrics is in progress while it reads: the ones before it are done.
     assert value(after, "http_requests_in_progress") == value(before, "http_requests_in_progress") >= 1
+    # Transactions by kind: each append writes once; each request with a token reads its
+    # user (the 422's too: dependencies are solved before the body is refused), the chat's
+    # read reads once more.
+    assert counted(before, after, "db_transaction_seconds_count", kind="write") == 3
+    assert counted(before, after, "db_transaction_seconds_count", kind="read") == 3 + 1 + 2
 
 
 def test_a_request_that_fails_unexpectedly_is_counted_as_a_500(tmp_path: Path) -> None:
