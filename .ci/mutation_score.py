@@ -51,8 +51,8 @@ failed = []
 for module in sorted(total):
     target = 90 if module in STRICT else 80
     score = 100 * caught[module] / total[module]
-    unrun = f", {len(errors[module])} of them errors" if module in errors else ""
-    print(f"{module:32} {caught[module]:5} of {total[module]:5}  {score:5.1f} %  (target {target} %{unrun})")
+    listed = f", {len(errors[module])} of them errors" if module in errors else ""
+    print(f"{module:32} {caught[module]:5} of {total[module]:5}  {score:5.1f} %  (target {target} %{listed})")
     if module in sys.argv[1:] and module in STRICT and score < target:
         failed.append(module)
 everything = 100 * sum(caught.values()) / max(sum(total.values()), 1)

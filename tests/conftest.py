@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from httpx import Response
@@ -124,6 +125,20 @@ def preflight(client: TestClient, path: str, method: str = "POST", origin: str =
     """The answer to the CORS preflight a browser sends before `method path` from `origin`."""
     asked = {"Access-Control-Request-Method": method, "Access-Control-Request-Headers": BROWSER_HEADERS}
     return client.options(path, headers={"Origin": origin, **asked})
+
+
+def logins_from_forged_addresses(http: httpx.Client) -> list[int]:
+    """Three failed logins, each naming another user and claiming another address in
+    X-Forwarded-For: their statuses (with a login limit of 2, the third is 429 unless each
+    address is believed)."""
+    return [
+        http.post(
+            "/v1/auth/token",
+            data={"username": f"nobody{i}", "password": "wrong password"},
+            headers={"X-Forwarded-For": f"203.0.113.{i}"},
+        ).status_code
+        for i in range(3)
+    ]
 
 
 def unique_name(prefix: str = "user") -> str:

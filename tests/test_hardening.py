@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from jose import jwt
 
-from conftest import DATABASE_URL, PASSWORD, SETTINGS, Account
+from conftest import DATABASE_URL, PASSWORD, SETTINGS, Account, logins_from_forged_addresses
 from main import create_app
 from server import main_py
 
@@ -229,25 +229,20 @@ def test_forwarded_for_is_believed_from_a_trusted_proxy(tmp_path: Path) -> None:
 
 
 def _logins_from_forged_addresses(tmp_path: Path, trusted: str) -> list[int]:
-    """`python main.py` with a login limit of 2 per address: three logins, each claiming
-    another address in X-Forwarded-For and naming another user."""
-    with main_py(
-        tmp_path,
-        DATABASE_URL=DATABASE_URL,
-        SECRET_KEY=SETTINGS.secret_key,
-        MIGRATE_ON_START="false",
-        RATE_LIMIT_LOGIN="2/minute",
-        TRUSTED_PROXIES=trusted,
-        REDIS_URL="",
-    ) as (base_url, _):
-        return [
-            httpx.post(
-                f"{base_url}/v1/auth/token",
-                data={"username": f"nobody{i}", "password": "wrong password"},
-                headers={"X-Forwarded-For": f"203.0.113.{i}"},
-            ).status_code
-            for i in range(3)
-        ]
+    """`python main.py` with a login limit of 2 per address, and three logins from forged addresses."""
+    with (
+        main_py(
+            tmp_path,
+            DATABASE_URL=DATABASE_URL,
+            SECRET_KEY=SETTINGS.secret_key,
+            MIGRATE_ON_START="false",
+            RATE_LIMIT_LOGIN="2/minute",
+            TRUSTED_PROXIES=trusted,
+            REDIS_URL="",
+        ) as (base_url, _),
+        httpx.Client(base_url=base_url) as http,
+    ):
+        return logins_from_forged_addresses(http)
 
 
 # --- 9. an id is digits only, in the path and in the query
