@@ -1,11 +1,7 @@
 """The suite runs against a real database through the real app: a fresh SQLite file per
 run, or, with TEST_DATABASE_URL set to a PostgreSQL server, a fresh database on it."""
 
-import atexit
-import os
-import secrets
-import shutil
-import tempfile
+import fcntl
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -15,45 +11,21 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 from httpx import Response
-from sqlalchemy import create_engine, make_url, text
 
-from config import Settings
-from main import create_app
-
-ROOT = Path(__file__).resolve().parent.parent
-WORK_DIR = Path(tempfile.mkdtemp(prefix="chat-tests-"))
-
-
-def _fresh_postgres_database(server_url: str) -> str:
-    url = make_url(server_url)
-    name = f"chat_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return url.set(database=name).render_as_string(hide_password=False)
-
-
-SERVER_URL = os.environ.get("TEST_DATABASE_URL")
-DATABASE_URL = _fresh_postgres_database(SERVER_URL) if SERVER_URL else f"sqlite:///{WORK_DIR / 'test.db'}"
-# The app as deployed for one browser front end on another origin (see test_web.py).
-FRONT_END_ORIGIN = "http://front.example:3000"
-# The suite registers and logs in hundreds of users from one address; the limits
-# themselves are tested with low ones in test_rate_limits.py.
-UNLIMITED = "100000/minute"
-SETTINGS = Settings(
-    _env_file=None,
-    database_url=DATABASE_URL,
-    secret_key=secrets.token_urlsafe(48),
-    cors_origins=[FRONT_END_ORIGIN],
-    rate_limit_login=UNLIMITED,
-    rate_limit_register=UNLIMITED,
-    rate_limit_refresh=UNLIMITED,
-    rate_limit_password=UNLIMITED,
-    redis_url="",
+from suite import (
+    DATABASE_URL,
+    ENGINE,
+    FRONT_END_ORIGIN,
+    SERVER_URL,
+    SETTINGS,
+    WORK_DIR,
+    app,
+    drop_postgres_database,
+    fresh_postgres_database,
 )
-app = create_app(SETTINGS)
-ENGINE = app.state.database.engine
+
+# What the test modules take from here; the stateful part is made once per process in suite.py.
+__all__ = ["DATABASE_URL", "ENGINE", "FRONT_END_ORIGIN", "SERVER_URL", "SETTINGS", "WORK_DIR", "app"]
 
 PASSWORD = "correct horse battery"
 
@@ -61,27 +33,30 @@ PASSWORD = "correct horse battery"
 @pytest.fixture(scope="session", autouse=True)
 def _close_connections() -> Iterator[None]:
     yield
-    ENGINE.dispose()
+    app.state.database.engine.dispose()
 
 
-# The database lives as long as the process that made it, not one pytest session: a runner
-# that runs several sessions in one process (the mutation tests) finds it in each, and the
-# processes it forks to run them leave it to their parent.
-CREATOR = os.getpid()
+@pytest.fixture(scope="session", autouse=True)
+def _migrated() -> None:
+    """Every session brings the suite's database to head before its first test, whichever
+    tests it runs: a server that a test starts with MIGRATE_ON_START=false finds its tables
+    even when no test before it has opened `client` (a mutant's session runs only that
+    mutant's tests)."""
+    app.state.database.migrate()
 
 
-@atexit.register
-def _remove_the_database() -> None:
-    if os.getpid() != CREATOR:
-        return
-    ENGINE.dispose()
-    shutil.rmtree(WORK_DIR, ignore_errors=True)
-    if SERVER_URL:
-        name = make_url(DATABASE_URL).database
-        admin = create_engine(SERVER_URL, isolation_level="AUTOCOMMIT")
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+@pytest.fixture(autouse=True)
+def _database_lock(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Several processes may test on the suite's database at once (mutmut runs two mutants'
+    sessions side by side): a test that counts every row (`@pytest.mark.whole_database`) has
+    it to itself, the others share it. A waiting whole-database test holds the turnstile, so
+    the sharers' next tests wait behind it instead of overtaking it."""
+    exclusive = request.node.get_closest_marker("whole_database") is not None
+    with open(WORK_DIR / "turnstile.lock", "a") as turnstile, open(WORK_DIR / "database.lock", "a") as database:
+        fcntl.flock(turnstile, fcntl.LOCK_EX)
+        fcntl.flock(database, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        fcntl.flock(turnstile, fcntl.LOCK_UN)
+        yield
 
 
 @pytest.fixture
@@ -90,12 +65,9 @@ def fresh_database_url(tmp_path: Path) -> Iterator[str]:
     if not SERVER_URL:
         yield f"sqlite:///{tmp_path / 'fresh.db'}"
         return
-    url = _fresh_postgres_database(SERVER_URL)
+    url = fresh_postgres_database(SERVER_URL)
     yield url
-    admin = create_engine(SERVER_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)'))
-    admin.dispose()
+    drop_postgres_database(SERVER_URL, url)
 
 
 @pytest.fixture(scope="session")

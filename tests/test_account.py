@@ -144,6 +144,7 @@ def _row_counts(connection: Connection) -> dict[str, int]:
     return {name: connection.scalar(select(func.count()).select_from(table(name))) for name in names}
 
 
+@pytest.mark.whole_database
 def test_deleting_the_account_leaves_no_row_behind_in_any_table(client: TestClient, make_account) -> None:
     with engine.connect() as connection:
         before = _row_counts(connection)
