@@ -12,6 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 from httpx import Response
 
+from main import create_app
 from suite import (
     DATABASE_URL,
     ENGINE,
@@ -74,6 +75,16 @@ def fresh_database_url(tmp_path: Path) -> Iterator[str]:
 def client() -> Iterator[TestClient]:
     with TestClient(app) as client:  # runs the lifespan: migrations to head
         yield client
+
+
+@pytest.fixture
+def built() -> Iterator[TestClient]:
+    """An app built in the test itself, with the suite's settings, on its database. What
+    create_app assembles once (pages, policies, middleware) is built here under a mutant too:
+    the suite's app (`client`) is built before mutmut switches one on. One app per test:
+    mutmut links a shared fixture's calls to the first test that used it only."""
+    with TestClient(create_app(SETTINGS)) as built:
+        yield built
 
 
 @dataclass

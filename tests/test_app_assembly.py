@@ -4,7 +4,6 @@ and the answer to a front end's preflight. (test_web.py checks the same on the s
 which is built before any test runs.)"""
 
 import re
-from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
@@ -17,15 +16,6 @@ DESCRIPTION = (
     "Keep your conversations with language models: register, log in with OAuth2 and JWT, "
     "and store chats with their system, user and assistant messages."
 )
-
-
-@pytest.fixture
-def built(client: TestClient) -> Iterator[TestClient]:
-    # The suite's settings, read from its app (under mutmut a test module can hold an earlier
-    # session's conftest). One app per test: mutmut links a shared fixture's calls to the
-    # first test that used it only.
-    with TestClient(create_app(client.app.state.settings)) as built:
-        yield built
 
 
 def test_the_schema_the_docs_and_the_welcome_name_the_service(built: TestClient) -> None:

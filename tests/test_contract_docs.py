@@ -9,11 +9,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from conftest import SETTINGS, Account
 from main import create_app
 from service.errors import DomainError, NotFound
+from service.examples import example
 
 ERROR_BODY = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
 TOKEN_401 = "Missing, malformed, expired or revoked token"
@@ -173,3 +175,21 @@ def test_an_invalid_request_to_an_app_is_a_422_that_echoes_none_of_its_input() -
     assert {tuple(error["loc"]) for error in response.json()["detail"]} >= {("body", "email")}
     assert all("input" not in error for error in response.json()["detail"])
     assert "a-secret-password" not in response.text
+
+
+def test_a_routes_example_is_documented_under_its_status_and_media_type() -> None:
+    """`examples.example` (the chat routes' examples are made with it when `chat` is
+    imported) puts the example where /docs shows it: under the status and media type given."""
+    app = FastAPI()
+
+    @app.post("/things", status_code=201, responses=example(201, {"id": 1}))
+    async def create() -> dict[str, int]:
+        return {"id": 1}
+
+    @app.get("/things/export", responses=example(200, "# Things\n", "text/markdown"))
+    async def export() -> str:
+        return "# Things\n"
+
+    paths = app.openapi()["paths"]
+    assert paths["/things"]["post"]["responses"]["201"]["content"]["application/json"]["example"] == {"id": 1}
+    assert paths["/things/export"]["get"]["responses"]["200"]["content"]["text/markdown"]["example"] == "# Things\n"

@@ -32,9 +32,7 @@ def app_with(**settings: object) -> FastAPI:
 
 
 def own_app(client: TestClient, **overrides: object) -> FastAPI:
-    """An app of its own on the suite's database (migrated by `client`), accepting its tokens.
-    (Read from the suite's app: under mutmut a test module can hold an earlier session's
-    conftest.)"""
+    """An app of its own on the suite's database (migrated by `client`), accepting its tokens."""
     suite = client.app.state.settings
     return app_with(database_url=suite.database_url, secret_key=suite.secret_key, **overrides)
 

@@ -16,6 +16,13 @@ API_POLICY = "default-src 'none'; frame-ancestors 'none'"
 UNLISTED_ORIGIN = "http://evil.example:3000"
 
 
+@pytest.fixture
+def client(built: TestClient) -> TestClient:
+    """What a browser is told is assembled when an app is built: each test here asks an app
+    it has built itself (conftest's `built`), not the suite's."""
+    return built
+
+
 def directives(policy: str) -> dict[str, list[str]]:
     parts = (directive.split() for directive in policy.split(";") if directive.strip())
     return {name: sources for name, *sources in parts}
@@ -46,6 +53,7 @@ def test_api_responses_carry_the_security_headers_and_a_policy_that_allows_nothi
     assert response.status_code == status
     assert_common_headers(response)
     assert response.headers["content-security-policy"] == API_POLICY
+    assert response.headers["cache-control"] == "no-store"  # answers may carry tokens and users' data
 
 
 def test_an_authorised_request_and_a_refused_large_body_carry_them_too(client: TestClient, alice: Account) -> None:
@@ -116,8 +124,7 @@ def test_swagger_ui_runs_its_init_script_by_hash_without_unsafe_inline(client: T
     digest = base64.b64encode(hashlib.sha256(inline[0].encode()).digest()).decode()
     assert policy["script-src"] == ["'self'", f"'sha256-{digest}'"]
     assert policy["style-src"] == ["'self'"]
-    assert policy["connect-src"] == ["'self'"]
-    assert policy["default-src"] == ["'none'"]
+    assert policy["worker-src"] == ["'none'"]
 
 
 def test_redoc_allows_inline_styles_but_never_inline_scripts(client: TestClient) -> None:
@@ -126,7 +133,24 @@ def test_redoc_allows_inline_styles_but_never_inline_scripts(client: TestClient)
     assert "<script>" not in page.text
     assert policy["script-src"] == ["'self'"]
     assert policy["style-src"] == ["'self'", "'unsafe-inline'"]
+    assert policy["worker-src"] == ["blob:"]  # its search index runs in a worker made from a blob
     assert "fonts.googleapis.com" not in page.text
+
+
+@pytest.mark.parametrize("path", ["/docs", "/redoc"])
+def test_the_docs_pages_are_html_that_may_reach_only_the_app(client: TestClient, path: str) -> None:
+    page = client.get(path)
+    assert page.headers["content-type"] == "text/html; charset=utf-8"
+    policy = directives(page.headers["content-security-policy"])
+    assert policy["default-src"] == ["'none'"]
+    assert policy["img-src"] == ["'self'", "data:"]
+    assert policy["connect-src"] == ["'self'"]
+    assert policy["form-action"] == ["'self'"]
+    assert policy["base-uri"] == policy["frame-ancestors"] == ["'none'"]
+    assert set(policy) == {
+        "default-src", "script-src", "style-src", "img-src", "connect-src", "worker-src", "base-uri", "form-action",
+        "frame-ancestors",
+    }  # fmt: skip
 
 
 def test_every_chat_operation_asks_swagger_for_the_bearer_token(client: TestClient) -> None:
