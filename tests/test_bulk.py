@@ -1,7 +1,7 @@
 """Bulk actions: one action on many chats, named by ids or chosen by a filter, in one
 transaction; ids that are not the caller's are reported as not found and never touched."""
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from fastapi.testclient import TestClient
@@ -170,3 +170,25 @@ def test_imported_chats_are_found_by_their_metadata(client: TestClient, alice: A
 )
 def test_bad_metadata_filters_are_422(client: TestClient, alice: Account, query: str) -> None:
     assert client.get(f"/v1/chats/?{query}", headers=alice.headers).status_code == 422
+
+
+def test_a_filter_selects_only_what_the_action_would_change(client: TestClient, alice: Account) -> None:
+    """So "call again until `ids` comes back empty" ends: trashing again selects nothing,
+    and a delete selects the chats in the trash as well as the rest."""
+    travel = new_chats(client, alice, 2, metadata={"trip": "filter"})
+    chosen = {"filter": {"metadata": {"trip": "filter"}}}
+    assert sorted(bulk(client, alice, **chosen, action="trash")["ids"]) == travel
+    assert bulk(client, alice, **chosen, action="trash")["ids"] == []
+    kept = new_chats(client, alice, 1, metadata={"trip": "filter"})
+    assert sorted(bulk(client, alice, **chosen, action="delete")["ids"]) == sorted(travel + kept)
+    assert bulk(client, alice, **chosen, action="delete")["ids"] == []
+
+
+def test_older_than_is_last_active_strictly_before(client: TestClient, alice: Account) -> None:
+    at = datetime(2021, 3, 4, 5, 6, 7, 250_000, tzinfo=UTC)
+    chats = new_chats(client, alice, 2, metadata={"age": "edge"})
+    with engine.begin() as conn:
+        conn.execute(update(Chat).where(Chat.id == chats[0]).values(updated_at=at))
+        conn.execute(update(Chat).where(Chat.id == chats[1]).values(updated_at=at - timedelta(milliseconds=1)))
+    chosen = {"filter": {"older_than": "2021-03-04T05:06:07.250Z", "metadata": {"age": "edge"}}}
+    assert bulk(client, alice, **chosen, action="pin")["ids"] == [chats[1]]

@@ -257,9 +257,13 @@ def json_items(stream: BinaryIO | BudgetedReader, source: str) -> Iterator[objec
 
 
 def json_error(error: Exception) -> str:
-    # The parser's message goes on to quote the input around the error: keep only its first line.
-    text = str(error).splitlines()[0] if str(error) else type(error).__name__
-    return text[2:] if text[:2] in ("b'", 'b"') else text
+    # The parser's message goes on to quote the input around the error: keep only its first
+    # line. Some of yajl's come as the repr of bytes (b'...'), their line breaks escaped.
+    text = str(error)
+    if text.startswith(("b'", 'b"')):
+        text = text[2:].replace("\\n", "\n")
+    lines = text.splitlines()
+    return lines[0] if lines else type(error).__name__
 
 
 def build(first: tuple[str, object], events: Iterator[tuple[str, object]], depth: int) -> object | Refused:
