@@ -11,7 +11,7 @@ from conftest import ENGINE as engine
 from conftest import Account
 from models import ApiKey
 from security import secret_hash
-from service.rules import KEY_PREFIX
+from service.rules import KEY_PREFIX, KEYS_MAX
 
 
 def new_key(client: TestClient, account: Account, scopes: list[str], **body: object) -> dict:
@@ -146,3 +146,14 @@ def test_a_key_sees_only_its_owners_chats_and_records_its_use(
 def test_bad_keys_are_422(client: TestClient, alice: Account, body: dict) -> None:
     assert client.post("/v1/auth/keys", json=body, headers=alice.headers).status_code == 422
     assert client.get("/v1/auth/keys", headers=alice.headers).json() == []
+
+
+def test_a_user_holds_at_most_keys_max_keys(client: TestClient, alice: Account) -> None:
+    keys = [new_key(client, alice, ["read"]) for _ in range(KEYS_MAX)]
+    refused = client.post("/v1/auth/keys", json={"name": "one more", "scopes": ["read"]}, headers=alice.headers)
+    assert (refused.status_code, refused.json()) == (
+        409,
+        {"detail": f"You have {KEYS_MAX} API keys already: revoke one first"},
+    )
+    assert client.delete(f"/v1/auth/keys/{keys[0]['id']}", headers=alice.headers).status_code == 200
+    new_key(client, alice, ["read"])

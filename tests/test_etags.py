@@ -55,6 +55,9 @@ def test_every_change_raises_the_chat_version(client: TestClient, alice: Account
     seen.append(version())
     client.delete(f"/v1/chats/{chat_id}/messages/{message['id']}", headers=alice.headers)
     seen.append(version())
+    client.delete(f"/v1/chats/{chat_id}", headers=alice.headers)
+    assert client.post(f"/v1/chats/{chat_id}/restore", headers=alice.headers).status_code == 200
+    seen.append(version())
     assert seen == sorted(set(seen))
 
 

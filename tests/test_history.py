@@ -287,6 +287,7 @@ def test_a_retried_post_with_the_same_key_replays_the_first_answer(
     second = client.post(f"/v1/chats/{chat_id}/message", json=body, headers=headers)
     assert first.status_code == second.status_code == 201
     assert first.json() == second.json()
+    assert first.headers["content-type"] == second.headers["content-type"] == "application/json"
     assert count_messages(chat_id) == 1
 
     changed = client.post(f"/v1/chats/{chat_id}/message", json={**body, "content": "other"}, headers=headers)

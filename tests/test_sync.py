@@ -2,8 +2,11 @@
 messages, tombstones included, and skips nothing while others write."""
 
 import threading
+import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import update
 
@@ -165,3 +168,54 @@ def test_a_client_syncing_while_others_write_ends_with_what_is_stored(client: Te
     assert len(stored_chats) == 6 and len(stored_messages) == 12
     assert set(chats) == stored_chats
     assert messages == stored_messages
+
+
+def test_bulk_actions_are_in_the_change_log_and_raise_each_chats_version(client: TestClient, alice: Account) -> None:
+    h = alice.headers
+    chats = [client.post("/v1/chats/", json={"title": f"bulk {i}"}, headers=h).json()["id"] for i in range(3)]
+    start = changes(client, alice)["cursor"]
+    archived = client.post("/v1/chats/bulk", json={"ids": chats[:2], "action": "archive"}, headers=h)
+    assert archived.json()["ids"] == chats[:2]
+    shown = client.get(f"/v1/chats/{chats[0]}", headers=h)
+    assert shown.headers["etag"] == '"2"'  # created at 1, archived once
+    client.post("/v1/chats/bulk", json={"ids": [chats[1]], "action": "trash"}, headers=h)
+    # A delete for good: of a chat in the trash (already gone to sync) and of a live one.
+    client.post("/v1/chats/bulk", json={"ids": chats[1:], "action": "delete"}, headers=h)
+
+    page = changes(client, alice, start)
+    assert entries(page) == [
+        ("chat", chats[0], chats[0], "updated"),
+        ("chat", chats[1], chats[1], "updated"),
+        ("chat", chats[1], chats[1], "deleted"),
+        ("chat", chats[2], chats[2], "deleted"),
+    ]
+    # The archive's entry is dated when the chat was changed.
+    assert page["data"][0]["at"] == shown.json()["updated_at"]
+
+
+@pytest.fixture
+def far_time_zone(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The process's local time 13 h 45 min ahead of UTC while the test runs."""
+    monkeypatch.setenv("TZ", "Pacific/Chatham")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def test_times_are_utc_whatever_the_servers_time_zone(client: TestClient, alice: Account, far_time_zone: None) -> None:
+    def recent(stamp: str) -> bool:
+        return abs(datetime.fromisoformat(stamp) - datetime.now(UTC)) < timedelta(minutes=5)
+
+    h = alice.headers
+    key = client.post("/v1/auth/keys", json={"name": "zone", "scopes": ["read"]}, headers=h).json()
+    assert recent(key["created_at"]), key
+    chat = client.post("/v1/chats/", json={"title": "Zones"}, headers=h).json()["id"]
+    start = changes(client, alice)["cursor"]
+    client.post("/v1/chats/bulk", json={"ids": [chat], "action": "pin"}, headers=h)
+    assert recent(client.get(f"/v1/chats/{chat}", headers=h).json()["updated_at"])
+    client.delete(f"/v1/chats/{chat}", headers=h)
+    client.post(f"/v1/chats/{chat}/restore", headers=h)
+    logged = changes(client, alice, start)["data"]
+    assert [entry["change"] for entry in logged] == ["updated", "deleted", "created"]
+    assert all(recent(entry["at"]) for entry in logged), logged
