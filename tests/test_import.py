@@ -208,6 +208,23 @@ def test_an_export_unpacking_past_the_limit_is_413_before_unpacking(
     assert chat_count(alice) == 0
 
 
+def test_an_export_unpacking_to_exactly_the_limit_is_read_and_one_byte_more_is_413(
+    client: TestClient, alice: Account, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    limit = 64 * 1024
+    monkeypatch.setattr(settings, "max_import_bytes", limit)
+    export = json.dumps(EXPORT).encode()
+    for size, status in ((limit, 201), (limit + 1, 413)):
+        padded = export[:-1] + b" " * (size - len(export)) + b"]"
+        upload = zipped({"conversations.json": padded})
+        response = client.post(
+            "/v1/chats/import", content=upload, headers={**alice.headers, "Content-Type": "application/zip"}
+        )
+        assert response.status_code == status, (size, response.text)
+    # The ZIP's headers declare the size: refused before a byte is unpacked.
+    assert response.json() == {"detail": f"The export's conversations unpack to {limit + 1} bytes, over {limit}"}
+
+
 def test_an_upload_past_the_limit_is_413(client: TestClient, alice: Account) -> None:
     headers = {
         **alice.headers,
@@ -420,11 +437,15 @@ def test_a_zip_whose_headers_understate_its_size_is_refused(
 
 
 def test_unpacking_stops_at_the_limit_whatever_the_headers_say() -> None:
-    budget = UnpackBudget(1000)
-    with pytest.raises(ImportTooLarge):
-        list(json_items(budget.reader(io.BytesIO(b"[" + b" " * 2000 + b"]"), "member"), "member"))
-    within = UnpackBudget(1000).reader(io.BytesIO(b"[" + b" " * 900 + b"]"), "member")
-    assert list(json_items(within, "member")) == []
+    def unpacked(size: int) -> list:
+        member = io.BytesIO(b"[" + b" " * (size - 2) + b"]")
+        return list(json_items(UnpackBudget(1000).reader(member, "member"), "member"))
+
+    assert unpacked(900) == unpacked(1000) == []
+    for size in (1001, 3000):
+        with pytest.raises(ImportTooLarge) as refused:
+            unpacked(size)
+        assert str(refused.value) == "The export's conversations unpack to more than 1000 bytes"
 
 
 def test_the_declared_size_counts_only_the_conversations(

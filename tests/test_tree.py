@@ -396,3 +396,25 @@ def test_a_long_branched_path_reads_with_its_siblings(client: TestClient, alice:
     assert all(m["sibling_ids"] == [m["id"]] for m in whole[2:])
     first = client.get(f"/v1/chats/{chat_id}/path", params={"before": created[2]["id"]}, headers=alice.headers)
     assert [m["sibling_ids"] for m in first.json()["data"]] == [[created[0]["id"]], [created[1]["id"], side["id"]]]
+
+
+def test_a_path_page_names_the_parameter_whose_message_is_not_in_the_chat(
+    client: TestClient, alice: Account, chat_id: int
+) -> None:
+    created = client.post(
+        f"/v1/chats/{chat_id}/messages",
+        json={"messages": [{"role": "user", "content": f"m{i}"} for i in range(2)]},
+        headers=alice.headers,
+    ).json()
+    other = client.post("/v1/chats/", json={"title": "other"}, headers=alice.headers).json()["id"]
+    elsewhere = post(client, alice, other, "elsewhere")["id"]
+    of_this_chat = "must be the id of a message of this chat"
+    for branched in (False, True):
+        if branched:
+            post(client, alice, chat_id, "side", parent_id=created[0]["id"])
+        # In a chat with branches, `after` must also be on the path read.
+        after = "must be the id of a message on this path" if branched else of_this_chat
+        for name, why in {"before": of_this_chat, "after": after, "message_id": of_this_chat}.items():
+            response = client.get(f"/v1/chats/{chat_id}/path", params={name: elsewhere}, headers=alice.headers)
+            assert response.status_code == 422, (branched, name)
+            assert [(e["loc"], e["msg"]) for e in response.json()["detail"]] == [(["query", name], why)], branched
