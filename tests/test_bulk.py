@@ -192,3 +192,9 @@ def test_older_than_is_last_active_strictly_before(client: TestClient, alice: Ac
         conn.execute(update(Chat).where(Chat.id == chats[1]).values(updated_at=at - timedelta(milliseconds=1)))
     chosen = {"filter": {"older_than": "2021-03-04T05:06:07.250Z", "metadata": {"age": "edge"}}}
     assert bulk(client, alice, **chosen, action="pin")["ids"] == [chats[1]]
+
+
+def test_a_filter_acts_on_at_most_batch_max_chats_a_call(client: TestClient, alice: Account) -> None:
+    new_chats(client, alice, BATCH_MAX + 1)
+    calls = [len(bulk(client, alice, filter={"archived": False}, action="archive")["ids"]) for _ in range(3)]
+    assert calls == [BATCH_MAX, 1, 0]

@@ -448,6 +448,23 @@ def test_unpacking_stops_at_the_limit_whatever_the_headers_say() -> None:
         assert str(refused.value) == "The export's conversations unpack to more than 1000 bytes"
 
 
+def test_the_budget_never_asks_the_archive_for_more_than_it_allows() -> None:
+    """What a member unpacks to is read in amounts the budget bounds, so a ZIP bomb is never
+    held in memory whole: a read of everything asks for one byte past what is left."""
+    asked: list[int] = []
+
+    class Member(io.BytesIO):
+        def read(self, size: int | None = -1) -> bytes:
+            asked.append(size)
+            return super().read(size)
+
+    reader = UnpackBudget(1000).reader(Member(b"x" * 5000), "member")
+    assert (reader.read(0), reader.read(10)) == (b"", b"x" * 10)
+    with pytest.raises(ImportTooLarge):
+        reader.read()
+    assert asked == [0, 10, 991]
+
+
 def test_the_declared_size_counts_only_the_conversations(
     client: TestClient, alice: Account, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -418,3 +418,7 @@ def test_a_path_page_names_the_parameter_whose_message_is_not_in_the_chat(
             response = client.get(f"/v1/chats/{chat_id}/path", params={name: elsewhere}, headers=alice.headers)
             assert response.status_code == 422, (branched, name)
             assert [(e["loc"], e["msg"]) for e in response.json()["detail"]] == [(["query", name], why)], branched
+    # Read from a message on, in a chat with branches, the page names each message's siblings.
+    following = client.get(f"/v1/chats/{chat_id}/path", params={"after": created[0]["id"]}, headers=alice.headers)
+    (side,) = following.json()["data"]  # the chat shows its newest leaf
+    assert (side["content"], side["sibling_ids"]) == ("side", [created[1]["id"], side["id"]])
