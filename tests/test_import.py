@@ -10,6 +10,7 @@ import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
+import ijson
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
@@ -19,7 +20,7 @@ from conftest import SETTINGS as settings
 from conftest import Account
 from models import Chat
 from service.imports import ImportTooLarge
-from service.imports.stream import UnpackBudget, json_items
+from service.imports.stream import UnpackBudget, json_error, json_items
 
 T0 = 1_700_000_000.0
 
@@ -125,6 +126,7 @@ def test_import_a_bare_conversations_json(client: TestClient, alice: Account, bo
 NOT_AN_EXPORT = "Not a chat export: "
 NO_SHAPE = "no conversation in the shape chatgpt, claude, openwebui, librechat exports have"
 INVALID = "the upload: invalid JSON"
+NOT_UTF_8 = f"{INVALID}: lexical error: invalid bytes in UTF8 string."
 
 
 @pytest.mark.parametrize(
@@ -132,7 +134,8 @@ INVALID = "the upload: invalid JSON"
     [
         (b"", f"{INVALID}: parse error: premature EOF"),
         (b"not json at all", f"{INVALID}: lexical error: invalid string in json text."),
-        (b'["\xff"]', f"{INVALID}: lexical error: invalid bytes in UTF8 string."),
+        (b'["\xff"]', NOT_UTF_8),
+        (b'["' + b"it's " * 20 + b"\xff" + b"it's " * 20 + b'"]', NOT_UTF_8),  # yajl quotes it as b"..."
         (json.dumps(EXPORT).encode() + b" x", f"{INVALID} after conversation 2: parse error: trailing garbage"),
         (b'{"title": "an object, not a list"}', f"{NO_SHAPE} (none of the fields a conversation has, first item)"),
         (json.dumps(EXPORT).encode()[:-40], f"{INVALID} after conversation 2: parse error: premature EOF"),
@@ -141,8 +144,8 @@ INVALID = "the upload: invalid JSON"
         (b"PK\x03\x04 a broken zip", "not a readable ZIP archive (File is not a zip file)"),
     ],
     ids=[
-        "empty", "not-json", "not-utf-8", "trailing-garbage", "an-object", "truncated", "no-conversations",
-        "zip-without-export", "broken-zip",
+        "empty", "not-json", "not-utf-8", "not-utf-8-among-apostrophes", "trailing-garbage", "an-object", "truncated",
+        "no-conversations", "zip-without-export", "broken-zip",
     ],
 )  # fmt: skip
 def test_a_broken_export_is_422_and_imports_nothing(
@@ -446,6 +449,10 @@ def test_unpacking_stops_at_the_limit_whatever_the_headers_say() -> None:
         with pytest.raises(ImportTooLarge) as refused:
             unpacked(size)
         assert str(refused.value) == "The export's conversations unpack to more than 1000 bytes"
+
+
+def test_a_parser_error_without_a_message_is_named_by_its_kind() -> None:
+    assert json_error(ijson.IncompleteJSONError()) == "IncompleteJSONError"
 
 
 def test_the_budget_never_asks_the_archive_for_more_than_it_allows() -> None:
