@@ -214,8 +214,21 @@ def test_times_are_utc_whatever_the_servers_time_zone(client: TestClient, alice:
     start = changes(client, alice)["cursor"]
     client.post("/v1/chats/bulk", json={"ids": [chat], "action": "pin"}, headers=h)
     assert recent(client.get(f"/v1/chats/{chat}", headers=h).json()["updated_at"])
+    client.patch(f"/v1/chats/{chat}", json={"title": "Zones, renamed"}, headers=h)
+    batch = {"messages": [{"role": "user", "content": "one"}, {"role": "user", "content": "two"}]}
+    one, two = (m["id"] for m in client.post(f"/v1/chats/{chat}/messages", json=batch, headers=h).json())
+    client.patch(f"/v1/chats/{chat}/messages/{one}", json={"content": "uno"}, headers=h)
+    client.delete(f"/v1/chats/{chat}/messages/{two}", headers=h)
     client.delete(f"/v1/chats/{chat}", headers=h)
     client.post(f"/v1/chats/{chat}/restore", headers=h)
     logged = changes(client, alice, start)["data"]
-    assert [entry["change"] for entry in logged] == ["updated", "deleted", "created"]
+    assert [entry["change"] for entry in logged] == [
+        "updated",  # pinned
+        "updated",  # renamed
+        *["created", "created", "updated"],  # two messages added
+        *["updated", "updated"],  # one edited
+        *["deleted", "updated"],  # one deleted
+        "deleted",  # to the trash
+        *["created", "created"],  # restored, with its message
+    ]
     assert all(recent(entry["at"]) for entry in logged), logged

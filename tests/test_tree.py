@@ -155,6 +155,7 @@ def test_switching_branches_shows_the_newest_leaf_below(
     for bad in (edited["id"] + 10**6, "x", None):
         response = client.patch(f"/v1/chats/{chat_id}", json={"current_message_id": bad}, headers=alice.headers)
         assert response.status_code == 422, bad
+        assert [error["loc"] for error in response.json()["detail"]] == [["body", "current_message_id"]], bad
 
 
 def test_reading_another_branch_changes_nothing_and_checks_the_message(
