@@ -1,7 +1,7 @@
 """What create_app assembles, on an app built in the test's own process with the suite's
 settings: its name in the schema and on its pages, the welcome, the policies of its pages
-and the answer to a front end's preflight. (test_web.py checks the same on the suite's app,
-which is built before any test runs.)"""
+and the answer to a front end's preflight. (test_web.py checks the headers, policies and
+pages in detail, on apps built the same way: conftest's `built`.)"""
 
 import re
 
