@@ -475,7 +475,7 @@ async def read_chat(
         body = ChatWithMessages(**chat, messages=messages).model_dump_json()
         return Response(body, media_type="application/json", headers=headers)
     pages = path_messages(db, chat_id, ids, MESSAGE_LIST.validate_python(messages))
-    body = chat_json(db, ChatPublic.model_validate(chat), pages)
+    body = chat_json(ChatPublic.model_validate(chat), pages)
     return StreamingResponse(body, media_type="application/json", headers=headers)
 
 

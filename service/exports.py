@@ -14,6 +14,8 @@ from schemas import ChatPublic, MessagePublic
 
 # A history longer than this is streamed, this many messages per query.
 HISTORY_PAGE = 1000
+# An export of every chat reads this many chats per query.
+CHATS_PAGE = 100
 MESSAGE_LIST = TypeAdapter(list[MessagePublic])
 OPENAI_TURNS = TypeAdapter(list[dict[str, str]])
 
@@ -52,7 +54,7 @@ async def shown_path(db: Database, chat: ChatPublic) -> Pages:
         yield page
 
 
-async def chat_json(db: Database, chat: ChatPublic, pages: Pages) -> AsyncIterator[bytes]:
+async def chat_json(chat: ChatPublic, pages: Pages) -> AsyncIterator[bytes]:
     """The JSON of ChatWithMessages, written as the pages of its messages arrive."""
     yield chat.model_dump_json().encode()[:-1] + b',"messages":['
     separator = b""
@@ -63,7 +65,7 @@ async def chat_json(db: Database, chat: ChatPublic, pages: Pages) -> AsyncIterat
 
 
 async def export_json(db: Database, chat: ChatPublic) -> AsyncIterator[bytes]:
-    async for part in chat_json(db, chat, every_message(db, chat.id)):
+    async for part in chat_json(chat, every_message(db, chat.id)):
         yield part
 
 
@@ -96,7 +98,7 @@ FORMATS: dict[str, tuple[Writer, str, str]] = {
 async def all_chats_json(db: Database, owner_id: int) -> AsyncIterator[bytes]:
     yield b"["
     separator, after = b"", 0
-    while chats := await db.read(chat_store.chats_after, owner_id, after, 100):
+    while chats := await db.read(chat_store.chats_after, owner_id, after, CHATS_PAGE):
         for row in chats:
             yield separator
             async for part in export_json(db, ChatPublic.model_validate(row)):

@@ -10,11 +10,13 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select, update
 
-from conftest import DATABASE_URL, PASSWORD, WORK_DIR, Account
+from config import Settings
+from conftest import DATABASE_URL, PASSWORD, SETTINGS, WORK_DIR, Account
 from conftest import ENGINE as engine
+from main import create_app
 from models import IdempotencyKey, Message
 from server import PYTHON, free_port, running, server_env
-from service.exports import HISTORY_PAGE
+from service.exports import CHATS_PAGE, HISTORY_PAGE
 
 
 def count_messages(chat_id: int) -> int:
@@ -502,6 +504,29 @@ def test_a_long_chat_exports_whole_in_every_format(client: TestClient, alice: Ac
     assert markdown.count("## User\n") == count and markdown.endswith(f"line {count - 1} ✓\n")
     everything = json.loads(client.get("/v1/chats/export", headers=alice.headers).content)
     assert [m["content"] for m in everything[0]["messages"]] == texts
+
+
+def test_a_new_services_first_chat_and_message_are_exported(fresh_database_url: str) -> None:
+    settings = Settings(_env_file=None, database_url=fresh_database_url, secret_key=SETTINGS.secret_key, redis_url="")
+    with TestClient(create_app(settings)) as fresh:
+        body = {"email": "first@example.com", "username": "first", "password": PASSWORD}
+        assert fresh.post("/v1/auth/register", json=body).status_code == 201
+        token = fresh.post("/v1/auth/token", data={"username": "first", "password": PASSWORD}).json()["access_token"]
+        headers = {"Authorization": f"Bearer {token}"}
+        chat = fresh.post("/v1/chats/", json={"title": "First", "messages": numbered(1)}, headers=headers).json()
+        assert chat["id"] == 1 and chat["current_message_id"] == 1  # the ids an export's cursor starts from
+        exported = fresh.get("/v1/chats/1/export", headers=headers).json()
+        assert [(m["id"], m["content"]) for m in exported["messages"]] == [(1, "turn 0")]
+        everything = json.loads(fresh.get("/v1/chats/export", headers=headers).content)
+        assert [(c["id"], [m["id"] for m in c["messages"]]) for c in everything] == [(1, [1])]
+
+
+def test_export_all_reads_past_its_first_page_of_chats(client: TestClient, alice: Account) -> None:
+    titles = [f"chat {i}" for i in range(CHATS_PAGE + 2)]
+    for title in titles:
+        assert client.post("/v1/chats/", json={"title": title}, headers=alice.headers).status_code == 201
+    exported = json.loads(client.get("/v1/chats/export", headers=alice.headers).content)
+    assert [c["title"] for c in exported] == titles
 
 
 def test_export_all_with_no_chats_is_an_empty_list(client: TestClient, alice: Account) -> None:

@@ -73,6 +73,16 @@ def test_pages_follow_one_another(client: TestClient, alice: Account) -> None:
     assert pages == 3 and len(seen) == 7 and len(set(seen)) == 7
 
 
+def test_a_page_that_reaches_the_end_of_the_log_says_nothing_more_follows(client: TestClient, alice: Account) -> None:
+    start = changes(client, alice)["cursor"]
+    for i in range(6):
+        client.post("/v1/chats/", json={"title": f"chat {i}"}, headers=alice.headers)
+    first = changes(client, alice, start, limit=3)
+    assert len(first["data"]) == 3 and first["has_more"] is True
+    last = changes(client, alice, first["cursor"], limit=3)
+    assert len(last["data"]) == 3 and last["has_more"] is False
+
+
 def test_permanent_deletes_are_tombstones_and_emptying_the_trash_adds_none(client: TestClient, alice: Account) -> None:
     first = client.post("/v1/chats/", json={"title": "a"}, headers=alice.headers).json()["id"]
     second = client.post("/v1/chats/", json={"title": "b"}, headers=alice.headers).json()["id"]
