@@ -250,12 +250,9 @@ def chats_after(conn: Connection, owner_id: int, after: int, limit: int) -> Sequ
     return conn.execute(CHATS_AFTER, {"owner_id": owner_id, "after": after, "limit": limit}).mappings().all()
 
 
-def update_chat(
-    conn: Connection, owner_id: int, chat_id: int, changes: dict[str, Any], expected: frozenset[int] | None = None
-) -> RowMapping:
+def update_chat(conn: Connection, owner_id: int, chat_id: int, changes: dict[str, Any]) -> RowMapping:
     """Sets the given columns (title, pinned, archived, metadata, current_message_id);
     none: the chat as it is."""
-    check_version(conn, owner_id, chat_id, expected)
     if not changes:
         return owned_chat(conn, owner_id, chat_id)
     now = datetime.now(UTC)
@@ -275,7 +272,7 @@ def update_chat(
 
 
 def delete_chat(
-    conn: Connection, owner_id: int, chat_id: int, permanent: bool = False, expected: frozenset[int] | None = None
+    conn: Connection, owner_id: int, chat_id: int, permanent: bool, expected: frozenset[int] | None = None
 ) -> None:
     """Moves the chat to the trash, or (`permanent`) deletes it, from the trash or not."""
     check_version(conn, owner_id, chat_id, expected, trashed=permanent)

@@ -69,6 +69,18 @@ def test_a_chat_patch_moves_its_updated_at(client: TestClient, alice: Account, c
     assert updated_at(client, alice, chat_id) > long_ago
 
 
+def test_an_empty_chat_patch_answers_the_chat_as_it_is(
+    client: TestClient, alice: Account, bob: Account, chat_id: int
+) -> None:
+    before = client.get(f"/v1/chats/{chat_id}", headers=alice.headers)
+    long_ago = backdate(chat_id)
+    unchanged = client.patch(f"/v1/chats/{chat_id}", json={}, headers=alice.headers)
+    assert unchanged.status_code == 200 and unchanged.headers["etag"] == before.headers["etag"]
+    assert (unchanged.json()["id"], unchanged.json()["title"]) == (chat_id, before.json()["title"])
+    assert updated_at(client, alice, chat_id) == long_ago
+    assert client.patch(f"/v1/chats/{chat_id}", json={}, headers=bob.headers).status_code == 404
+
+
 def test_an_idempotency_key_reused_on_another_endpoint_is_409_and_creates_nothing(
     client: TestClient, alice: Account, chat_id: int
 ) -> None:

@@ -107,6 +107,8 @@ def test_password_checks_are_limited_and_a_throttled_attempt_changes_nothing(
         deletion = http.request("DELETE", "/v1/auth/me", json={"password": PASSWORD}, headers=headers)
         assert_throttled(deletion)
         assert http.get("/v1/auth/me", headers=headers).status_code == 200
+    with from_address(memory_server, "127.0.0.15") as http:  # counted per username too
+        assert_throttled(http.post("/v1/auth/password", json=right, headers=headers))
     with from_address(memory_server, "127.0.0.14") as http:
         assert login(http, alice.username).status_code == 200
 

@@ -55,12 +55,17 @@ def test_refresh_rotates_both_tokens(client: TestClient, alice: Account) -> None
     assert again.status_code == 200
 
 
-def test_reusing_a_refresh_token_ends_its_whole_family(client: TestClient, alice: Account) -> None:
+def test_reusing_a_refresh_token_ends_its_whole_family(
+    client: TestClient, alice: Account, caplog: pytest.LogCaptureFixture
+) -> None:
     stolen = login(client, alice.username).json()["refresh_token"]
     other_session = login(client, alice.username).json()["refresh_token"]
     renewed = refresh(client, stolen).json()["refresh_token"]
 
-    reused = refresh(client, stolen)
+    with caplog.at_level(logging.WARNING):
+        reused = refresh(client, stolen)
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert f"Refresh token reused: ended a session of user id {alice.id}" in warned
     assert reused.status_code == 401
     assert reused.headers["www-authenticate"] == "Bearer"
     assert reused.json() == {"detail": "Invalid or expired refresh token"}

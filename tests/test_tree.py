@@ -200,6 +200,20 @@ def test_deleting_a_subtree_removes_every_message_below(
     assert client.delete(f"/v1/chats/{chat_id}/messages/{q2['id']}", headers=alice.headers).status_code == 404
 
 
+def test_deleting_the_shown_root_shows_the_newest_message_left(
+    client: TestClient, alice: Account, chat_id: int
+) -> None:
+    q1 = post(client, alice, chat_id, "q1")
+    other = post(client, alice, chat_id, "another root", parent_id=None)
+    a1 = post(client, alice, chat_id, "a1", "assistant", parent_id=q1["id"])
+    assert read(client, alice, chat_id)["current_message_id"] == a1["id"]
+    assert (
+        client.delete(f"/v1/chats/{chat_id}/messages/{q1['id']}?subtree=true", headers=alice.headers).status_code == 200
+    )
+    chat = read(client, alice, chat_id)
+    assert chat["current_message_id"] == other["id"] and contents(chat) == ["another root"]
+
+
 def test_a_path_reads_in_pages_both_ways(client: TestClient, alice: Account, chat_id: int) -> None:
     texts = [f"m{i}" for i in range(230)]
     batch = {"messages": [{"role": "user", "content": text} for text in texts]}
