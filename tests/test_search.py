@@ -71,6 +71,14 @@ def test_finds_chinese_and_japanese_by_any_part_of_the_text(client: TestClient, 
     assert snippet == "我喜欢用PostgreSQL数据库存储<mark>聊天记录</mark>。"
 
 
+def test_every_cjk_word_of_a_query_is_in_each_hit(client: TestClient, alice: Account) -> None:
+    _, (station, train, both) = new_chat(client, alice, "Stations", "北京站", "火车", "火车站在北京站旁边")
+    for q in ("火车 北京站", "北京站 火车"):
+        assert found(client, alice, q) == [f"m{both}"], q
+    assert found(client, alice, "北京站") == [f"m{both}", f"m{station}"]
+    assert found(client, alice, "火车") == [f"m{both}", f"m{train}"]
+
+
 def test_finds_words_among_emoji(client: TestClient, alice: Account) -> None:
     _, (party,) = new_chat(client, alice, "Plans 🎉", "🎉🎉 Party at 8pm 🍕🍕 bring pizza🍕 and drinks 🥤!")
     assert found(client, alice, "pizza") == [f"m{party}"]
