@@ -92,7 +92,9 @@ def test_delete_honours_if_match(client: TestClient, alice: Account, chat_id: in
     assert client.get(url, headers=alice.headers).status_code == 200
     assert client.delete(url, headers={**alice.headers, "If-Match": '"1"'}).status_code == 200
     assert client.get(url, headers=alice.headers).status_code == 404
-    # In the trash (the move raised the version to 2), a permanent delete checks it too.
+    # In the trash: a PATCH finds no chat, whatever version it names.
+    assert client.patch(url, json={"title": "x"}, headers={**alice.headers, "If-Match": '"1"'}).status_code == 404
+    # The move raised the version to 2; a permanent delete checks it too.
     stale = client.delete(f"{url}?permanent=true", headers={**alice.headers, "If-Match": '"1"'})
     assert stale.status_code == 412 and stale.json()["version"] == 2
     assert client.delete(f"{url}?permanent=true", headers={**alice.headers, "If-Match": '"2"'}).status_code == 200

@@ -4,7 +4,7 @@ deleted for good, emptied, or purged after TRASH_DAYS."""
 from datetime import UTC, datetime, timedelta
 
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select, update
+from sqlalchemy import func, insert, select, update
 
 import chat_store
 from conftest import ENGINE as engine
@@ -12,6 +12,7 @@ from conftest import SETTINGS as settings
 from conftest import Account, app
 from main import purge
 from models import ApiKey, Change, Chat, ChatMetadata, Message
+from service.rules import BATCH_MAX
 
 
 def new_chat(client: TestClient, account: Account, title: str, *contents: str) -> int:
@@ -108,6 +109,21 @@ def test_delete_all_moves_everything_to_the_trash(client: TestClient, alice: Acc
     assert sorted(ids(client.get("/v1/chats/?trashed=true", headers=alice.headers))) == [first, second]
     assert client.post(f"/v1/chats/{first}/restore", headers=alice.headers).status_code == 200
     assert ids(client.get("/v1/chats/", headers=alice.headers)) == [first]
+
+
+def test_delete_all_moves_more_chats_than_one_statement_updates(client: TestClient, alice: Account) -> None:
+    count = 2 * BATCH_MAX + 1
+    now = datetime.now(UTC)
+    with engine.begin() as conn:  # made directly: thousands of POSTs would only be slower
+        rows = [
+            {"owner_id": alice.id, "title": f"chat {i}", "created_at": now, "updated_at": now} for i in range(count)
+        ]
+        conn.execute(insert(Chat), rows)
+    assert client.delete("/v1/chats/?confirm=true", headers=alice.headers).json() == {"deleted": count}
+    assert stored(Chat, owner_id=alice.id) == count
+    with engine.connect() as conn:
+        live = select(func.count()).select_from(Chat).where(Chat.owner_id == alice.id, Chat.trashed_at.is_(None))
+        assert conn.scalar(live) == 0
 
 
 def test_the_purge_deletes_what_stayed_in_the_trash_too_long(client: TestClient, alice: Account) -> None:
