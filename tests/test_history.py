@@ -506,7 +506,7 @@ def test_a_long_chat_exports_whole_in_every_format(client: TestClient, alice: Ac
     assert [m["content"] for m in everything[0]["messages"]] == texts
 
 
-def test_a_new_services_first_chat_and_message_are_exported(fresh_database_url: str) -> None:
+def test_a_new_services_first_chat_and_message_are_read_and_exported(fresh_database_url: str) -> None:
     settings = Settings(_env_file=None, database_url=fresh_database_url, secret_key=SETTINGS.secret_key, redis_url="")
     with TestClient(create_app(settings)) as fresh:
         body = {"email": "first@example.com", "username": "first", "password": PASSWORD}
@@ -515,6 +515,8 @@ def test_a_new_services_first_chat_and_message_are_exported(fresh_database_url: 
         headers = {"Authorization": f"Bearer {token}"}
         chat = fresh.post("/v1/chats/", json={"title": "First", "messages": numbered(1)}, headers=headers).json()
         assert chat["id"] == 1 and chat["current_message_id"] == 1  # the ids an export's cursor starts from
+        assert [m["id"] for m in fresh.get("/v1/chats/1", headers=headers).json()["messages"]] == [1]
+        assert [m["id"] for m in fresh.get("/v1/chats/1/messages", headers=headers).json()["data"]] == [1]
         exported = fresh.get("/v1/chats/1/export", headers=headers).json()
         assert [(m["id"], m["content"]) for m in exported["messages"]] == [(1, "turn 0")]
         everything = json.loads(fresh.get("/v1/chats/export", headers=headers).content)

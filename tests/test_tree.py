@@ -73,6 +73,10 @@ def test_editing_a_question_starts_a_sibling_branch(
     assert old["messages"][2]["sibling_ids"] == [q2["id"], edited["id"]]
     assert read(client, alice, chat_id)["current_message_id"] == answer["id"]  # reading changed nothing
     assert q1["id"] in [m["id"] for m in old["messages"]]
+    # The list of every message, in id order, shows each one's siblings too.
+    listed = client.get(f"/v1/chats/{chat_id}/messages", headers=alice.headers).json()["data"]
+    siblings = {q1["id"]: [q1["id"]], q2["id"]: [q2["id"], edited["id"]], edited["id"]: [q2["id"], edited["id"]]}
+    assert {m["id"]: m["sibling_ids"] for m in listed if m["id"] in siblings} == siblings
 
 
 def test_regenerating_an_answer_starts_a_sibling(client: TestClient, alice: Account, chat_id: int, line: list) -> None:
