@@ -10,7 +10,7 @@ from sqlalchemy import update
 from conftest import ENGINE as engine
 from conftest import Account
 from models import Chat
-from service.rules import BATCH_MAX
+from service.rules import BATCH_MAX, METADATA_KEY_MAX, METADATA_KEYS_MAX, METADATA_VALUE_MAX
 
 
 def new_chats(client: TestClient, account: Account, count: int, **body: object) -> list[int]:
@@ -165,11 +165,35 @@ def test_imported_chats_are_found_by_their_metadata(client: TestClient, alice: A
     assert list(listed(client, alice, "metadata.source=chatgpt")) == [imported.json()["chats"][0]["id"]]
 
 
+SIZES = f"keys are 1 to {METADATA_KEY_MAX} characters, values at most {METADATA_VALUE_MAX}"
+
+
 @pytest.mark.parametrize(
-    "query", ["metadata.=x", "metadata." + "k" * 65 + "=x", "metadata.k=" + "v" * 513, "metadata.k=%00"]
+    ("query", "loc", "msg"),
+    [
+        ("metadata.=x", "metadata.", SIZES),
+        ("metadata." + "k" * 65 + "=x", ("metadata." + "k" * 65)[:METADATA_KEY_MAX], SIZES),
+        ("metadata.k=" + "v" * (METADATA_VALUE_MAX + 1), "metadata.k", SIZES),
+        ("metadata.k=%00", "metadata.k", "contains a NUL character"),
+        (
+            "&".join(f"metadata.k{i}=v" for i in range(METADATA_KEYS_MAX + 1)),
+            "metadata",
+            f"at most {METADATA_KEYS_MAX} metadata filters",
+        ),
+    ],
 )
-def test_bad_metadata_filters_are_422(client: TestClient, alice: Account, query: str) -> None:
-    assert client.get(f"/v1/chats/?{query}", headers=alice.headers).status_code == 422
+def test_bad_metadata_filters_are_422(client: TestClient, alice: Account, query: str, loc: str, msg: str) -> None:
+    response = client.get(f"/v1/chats/?{query}", headers=alice.headers)
+    assert response.status_code == 422
+    assert response.json()["detail"] == [{"type": "value_error", "loc": ["query", loc], "msg": msg}]
+
+
+def test_metadata_filters_at_their_limits_are_taken(client: TestClient, alice: Account) -> None:
+    widest = {"k": "v" * METADATA_VALUE_MAX, "k" * METADATA_KEY_MAX: "v"}
+    widest |= {f"k{i}": "v" for i in range(METADATA_KEYS_MAX - len(widest))}
+    chat = new_chats(client, alice, 1, metadata=widest)[0]
+    query = "&".join(f"metadata.{key}={value}" for key, value in widest.items())
+    assert list(listed(client, alice, query)) == [chat]
 
 
 def test_a_filter_selects_only_what_the_action_would_change(client: TestClient, alice: Account) -> None:
