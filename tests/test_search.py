@@ -55,6 +55,7 @@ def test_finds_english_words_in_messages_with_chat_role_and_marked_snippet(clien
     assert found(client, alice, "FASTAPI") == [f"m{answer}", f"m{question}"]
     assert found(client, alice, "frame") == []
     assert found(client, alice, "frame*") == [f"c{chat_id}", f"m{answer}"]
+    assert search(client, alice, "frame*")["data"][1]["snippet"].endswith(" web <mark>framework</mark>.")
 
 
 def test_finds_chinese_and_japanese_by_any_part_of_the_text(client: TestClient, alice: Account) -> None:
@@ -69,6 +70,8 @@ def test_finds_chinese_and_japanese_by_any_part_of_the_text(client: TestClient, 
     assert found(client, alice, "记录聊天") == []  # the characters, but not in that order
     snippet = search(client, alice, "聊天记录")["data"][0]["snippet"]
     assert snippet == "我喜欢用PostgreSQL数据库存储<mark>聊天记录</mark>。"
+    snippet = search(client, alice, "数据 数据库")["data"][-1]["snippet"]  # the longer term marked whole
+    assert snippet == "我喜欢用PostgreSQL<mark>数据库</mark>存储聊天记录。"
 
 
 def test_every_cjk_word_of_a_query_is_in_each_hit(client: TestClient, alice: Account) -> None:
@@ -257,7 +260,8 @@ def test_queries_with_no_words_are_refused(client: TestClient, alice: Account) -
     for params in ({}, {"q": ""}, {"q": "x" * 501}, {"q": "x", "limit": 0}, {"q": "x", "limit": 101}):
         assert client.get("/v1/chats/search", params=params, headers=alice.headers).status_code == 422
     too_many = " ".join(f"w{i}" for i in range(17))
-    for q in (too_many, f'"{too_many}"'):
+    fifteen = " ".join(f"w{i}" for i in range(15))
+    for q in (too_many, f'"{too_many}"', f"{fifteen} 中 文", f"{fifteen} pre* fix*"):
         response = client.get("/v1/chats/search", params={"q": q}, headers=alice.headers)
         assert [(e["loc"], e["msg"]) for e in response.json()["detail"]] == [
             (["query", "q"], "The query has too many words (at most 16)")
