@@ -320,6 +320,17 @@ def test_chatgpt_conversation_id_names_the_conversation_before_its_id() -> None:
     assert one(chatgpt_conversation([node], "u", id=None)).source_id is None
 
 
+def test_chatgpt_without_a_current_node_shows_the_newest_leaf_an_undated_one_oldest() -> None:
+    question = chatgpt_node("q", "root", "user", text("question"))
+    dated = chatgpt_node("dated", "q", "assistant", text("dated answer"))
+    undated = chatgpt_node("undated", "q", "assistant", text("undated answer"))
+    undated["message"]["create_time"] = None
+    for answers in ([dated, undated], [undated, dated]):
+        conversation = one(chatgpt_conversation([question, *answers], None))
+        assert [m.key for m in conversation.messages if m.created_at is None] == ["undated"]
+        assert conversation.current_key == "dated"
+
+
 def test_chatgpt_keeps_text_parts_names_models_and_times() -> None:
     nodes = [
         chatgpt_node("s", "root", "system", text("You are terse.")),

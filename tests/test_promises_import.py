@@ -1,7 +1,10 @@
 """README promises about the ChatGPT import: which files are read, in which order, and its
 size limit on a streamed upload."""
 
+import io
 import json
+import warnings
+import zipfile
 from collections.abc import Iterator
 
 import httpx
@@ -34,6 +37,17 @@ def test_conversations_json_is_read_first_then_the_numbered_files_by_number(clie
     response = post_zip(client, alice, archive)
     assert response.status_code == 201, response.text
     assert [chat["title"] for chat in response.json()["chats"]] == ["unnumbered", "zero", "zero again", "nine", "ten"]
+
+
+def test_a_name_stored_twice_in_the_archive_is_read_twice_in_stored_order(client: TestClient, alice: Account) -> None:
+    buffer = io.BytesIO()
+    with warnings.catch_warnings(), zipfile.ZipFile(buffer, "w") as archive:
+        warnings.simplefilter("ignore")  # zipfile warns of the duplicate name, which is the point
+        archive.writestr("conversations.json", export_of("stored first"))
+        archive.writestr("conversations.json", export_of("stored second"))
+    response = post_zip(client, alice, buffer.getvalue())
+    assert response.status_code == 201, response.text
+    assert [chat["title"] for chat in response.json()["chats"]] == ["stored first", "stored second"]
 
 
 def test_nested_archives_are_never_opened(client: TestClient, alice: Account) -> None:
