@@ -6,7 +6,9 @@ run, without running every test that reaches each function again:
 
     python .ci/mutation_check.py 'chat_store.x_update_chat__mutmut_*' -- tests/test_chats.py::test_x
 
-With TEST_DATABASE_URL set, on PostgreSQL (for what only PostgreSQL runs). Run from the
+With no tests named after `--`, each mutant runs the tests mutmut's run found reaching its
+function (as `mutmut run` does). With TEST_DATABASE_URL set, on PostgreSQL: for code only
+PostgreSQL runs, a survivor of the SQLite run checked there. Run from the
 checkout holding `mutants/`; the tests are taken from there too (copy new ones in first).
 A mutant no test caught keeps the verdict it had."""
 
@@ -21,7 +23,7 @@ VERDICTS = {CAUGHT: "caught", 0: "not caught"}
 
 
 def main(arguments: list[str]) -> None:
-    split = arguments.index("--")
+    split = arguments.index("--") if "--" in arguments else len(arguments)
     patterns, tests = arguments[:split], arguments[split + 1 :]
     metas = {meta: json.loads(meta.read_text()) for meta in Path("mutants").rglob("*.py.meta")}
     names = {
@@ -35,9 +37,16 @@ def main(arguments: list[str]) -> None:
     sys.path[:0] = [os.getcwd(), os.path.join(os.getcwd(), "tests")]
     os.environ["MUTANT_UNDER_TEST"] = ""
     import pytest
+    from mutmut.utils.format_utils import mangled_name_from_mutant_name
 
-    if pytest.main(["--collect-only", "-q", "-p", "no:cacheprovider", *tests]) != 0:
-        sys.exit("the tests named could not be collected")
+    reaching = json.loads(Path("mutmut-stats.json").read_text())["tests_by_mangled_function_name"]
+
+    def tests_of(name: str) -> list[str]:
+        return tests or sorted(reaching.get(mangled_name_from_mutant_name(name), []))
+
+    everything = sorted({test for name in names for test in tests_of(name)})
+    if pytest.main(["--collect-only", "-q", "-p", "no:cacheprovider", *everything]) != 0:
+        sys.exit("the tests could not be collected")
     caught = []
     for name in sorted(names, key=lambda name: (name.rpartition("__mutmut_")[0], int(name.rpartition("_")[2]))):
         child = os.fork()
@@ -46,7 +55,7 @@ def main(arguments: list[str]) -> None:
             quiet = os.open(os.devnull, os.O_WRONLY)
             os.dup2(quiet, 1)
             os.dup2(quiet, 2)
-            os._exit(int(pytest.main(["-x", "-q", "-p", "no:cacheprovider", *tests])))
+            os._exit(int(pytest.main(["-x", "-q", "-p", "no:cacheprovider", *tests_of(name)])))
         code = os.waitstatus_to_exitcode(os.waitpid(child, 0)[1])
         # Only a failed test counts: an error inside pytest is not a verdict.
         print(f"{VERDICTS.get(code, 'error'):10} {name} (exit code {code})", flush=True)

@@ -101,13 +101,13 @@ def test_delete_honours_if_match(client: TestClient, alice: Account, chat_id: in
     assert client.get("/v1/chats/?trashed=true", headers=alice.headers).json() == []
 
 
-@pytest.mark.parametrize("header", ["*", '"5", "1"'])
+@pytest.mark.parametrize("header", ["*", '"5", "1"', '"7","1"'])
 def test_if_match_any_or_a_list(client: TestClient, alice: Account, chat_id: int, header: str) -> None:
     response = client.patch(f"/v1/chats/{chat_id}", json={"title": "ok"}, headers={**alice.headers, "If-Match": header})
     assert response.status_code == 200
 
 
-@pytest.mark.parametrize("header", ["1", 'W/"1"', '"x"', '"99999999999999999999999"', ""])
+@pytest.mark.parametrize("header", ["1", "x1y", 'W/"1"', '"x"', '"99999999999999999999999"', ""])
 def test_an_if_match_naming_no_version_is_412_and_changes_nothing(
     client: TestClient, alice: Account, chat_id: int, header: str
 ) -> None:
