@@ -167,9 +167,12 @@ def test_reading_another_branch_changes_nothing_and_checks_the_message(
 ) -> None:
     assert client.get(f"/v1/chats/{chat_id}?message_id={line[0]['id']}", headers=bob.headers).status_code == 404
     other = client.post("/v1/chats/", json={"title": "other"}, headers=alice.headers).json()["id"]
-    response = client.get(f"/v1/chats/{other}?message_id={line[0]['id']}", headers=alice.headers)
-    assert response.status_code == 422
-    assert response.json()["detail"][0]["loc"] == ["query", "message_id"]
+    for branched in (False, True):
+        response = client.get(f"/v1/chats/{other}?message_id={line[0]['id']}", headers=alice.headers)
+        assert response.status_code == 422
+        assert response.json()["detail"][0]["loc"] == ["query", "message_id"], branched
+        post(client, alice, other, "a root")
+        post(client, alice, other, "another root", parent_id=None)
 
 
 def test_deleting_a_message_keeps_a_line_a_line(client: TestClient, alice: Account, chat_id: int, line: list) -> None:
