@@ -3,6 +3,7 @@ in the repository (docs/mutation-verdicts.json) so that another checkout can go 
 
     python .ci/mutation_verdicts.py save      # after (or during a pause of) `mutmut run`
     python .ci/mutation_verdicts.py restore   # before `mutmut run`, in a checkout without mutants/
+    python .ci/mutation_verdicts.py merge ../other/mutants   # what another run (PostgreSQL) caught
 
 mutmut keeps each mutant's exit code beside a hash of its function's source, and when it
 generates the mutants again it keeps a code only where that hash is unchanged (a function
@@ -13,6 +14,8 @@ tests written since: name it (`mutmut run NAME`) to do that."""
 import json
 import sys
 from pathlib import Path
+
+from mutation_score import CAUGHT
 
 MUTANTS = Path("mutants")
 KEPT = Path("docs/mutation-verdicts.json")
@@ -62,5 +65,28 @@ def restore() -> None:
     print(f"restored {KEPT} into {MUTANTS}/")
 
 
+def merge(other: Path) -> None:
+    """Counts a mutant caught here when the other run (of the same function's code, e.g. with
+    TEST_DATABASE_URL) caught it: code only PostgreSQL runs shows as "no tests" on SQLite."""
+    merged = 0
+    for meta in sorted(MUTANTS.rglob("*.py.meta")):
+        theirs_path = other / meta.relative_to(MUTANTS)
+        if not theirs_path.exists():
+            continue
+        ours, theirs = json.loads(meta.read_text()), json.loads(theirs_path.read_text())
+        for name, code in theirs["exit_code_by_key"].items():
+            function = name.rpartition("__mutmut_")[0].rpartition(".")[2]
+            same_code = ours["hash_by_function_name"].get(function) == theirs["hash_by_function_name"].get(function)
+            if same_code and code in CAUGHT and ours["exit_code_by_key"].get(name) not in CAUGHT:
+                ours["exit_code_by_key"][name] = code
+                merged += 1
+        meta.write_text(json.dumps(ours, indent=4))
+    print(f"{merged} mutants caught by the run in {other} and not here, now counted caught")
+
+
 if __name__ == "__main__":
-    {"save": save, "restore": restore}[sys.argv[1]]()
+    command = sys.argv[1]
+    if command == "merge":
+        merge(Path(sys.argv[2]))
+    else:
+        {"save": save, "restore": restore}[command]()
