@@ -1,15 +1,18 @@
 """Search: words in any script, only the caller's, in step with edits and deletes, safe
 against any query, and paged without gap or repeat."""
 
+import secrets
+import string
 from urllib.parse import quote
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import delete, text
+from sqlalchemy import Engine, delete, event, text
 
 from conftest import ENGINE as engine
 from conftest import SERVER_URL, Account
 from models import User
+from search_store import MAX_PREFIX_WORDS
 
 
 def new_chat(client: TestClient, account: Account, title: str, *contents: str) -> tuple[int, list[int]]:
@@ -75,9 +78,12 @@ def test_finds_chinese_and_japanese_by_any_part_of_the_text(client: TestClient, 
 
 
 def test_every_cjk_word_of_a_query_is_in_each_hit(client: TestClient, alice: Account) -> None:
-    _, (station, train, both) = new_chat(client, alice, "Stations", "北京站", "火车", "火车站在北京站旁边")
+    _, (station, train, both, _) = new_chat(
+        client, alice, "Stations", "北京站", "火车", "火车站在北京站旁边", "北京有京站"
+    )
     for q in ("火车 北京站", "北京站 火车"):
         assert found(client, alice, q) == [f"m{both}"], q
+    # "北京有京站" holds 北京 and 京站, each pair of 北京站, but not the word: not found.
     assert found(client, alice, "北京站") == [f"m{both}", f"m{station}"]
     assert found(client, alice, "火车") == [f"m{both}", f"m{train}"]
 
@@ -273,20 +279,54 @@ def test_queries_with_no_words_are_refused(client: TestClient, alice: Account) -
     assert client.get("/v1/chats/search", params={"q": "x"}).status_code == 401
 
 
+@pytest.mark.skipif(SERVER_URL is not None, reason="SQLite's FTS5 plan; PostgreSQL reads a prefix from its index")
+def test_a_prefix_over_messages_is_sent_to_fts5_as_the_words_that_begin_with_it(
+    client: TestClient, alice: Account
+) -> None:
+    """docs/search.md: FTS5 reads each word's list lazily, while `prefix *` merges every
+    user's lists first; so a prefix is sent as the index's words that begin with it, when
+    there are at most MAX_PREFIX_WORDS of them."""
+    stems = ["qz" + "".join(secrets.choice(string.ascii_lowercase) for _ in range(8)) for _ in range(3)]
+    one, sixty_four, sixty_five = stems
+    many = [a + b for a in "abcdefgh" for b in "abcdefgh"]
+    new_chat(client, alice, "Words", f"{one}word", " ".join(sixty_four + w for w in many))
+    new_chat(client, alice, "More", " ".join(sixty_five + w for w in [*many, "zz"]))
+    sent: list[str] = []
+
+    def matches(_conn, _cursor, statement: str, parameters, _context, _many) -> None:
+        if "MATCH" in statement:
+            sent.extend(p for p in parameters if isinstance(p, str) and "body" in p)
+
+    event.listen(Engine, "before_cursor_execute", matches)
+    try:
+        for stem, count in ((one, 1), (sixty_four, MAX_PREFIX_WORDS)):
+            sent.clear()
+            assert len(found(client, alice, f"{stem}*")) == 1
+            assert sent[-1].count(f'"{stem}') == count and "*" not in sent[-1], sent[-1]
+        sent.clear()
+        assert len(found(client, alice, f"{sixty_five}*")) == 1  # one word more than that: `prefix *`
+        assert sent[-1].endswith(f'"{sixty_five}" *'), sent[-1]
+    finally:
+        event.remove(Engine, "before_cursor_execute", matches)
+
+
 def test_paging_walks_every_result_once_newest_first(client: TestClient, alice: Account) -> None:
     titled = [new_chat(client, alice, f"lemur chat {i}")[0] for i in range(7)]
     _, ids = new_chat(client, alice, "other", *[f"lemur number {i} 狐猴" for i in range(95)], "no match")
     expected = [f"c{c}" for c in reversed(titled)] + [f"m{m}" for m in reversed(ids[:95])]
-    for q in ("lemur", "狐猴", "lem*"):
-        walked, after = [], None
+    # Pages that end among the chats (3), exactly after the last chat (7), among the messages (10).
+    for q, limit in [(q, limit) for q in ("lemur", "狐猴", "lem*") for limit in (3, 7, 10)]:
+        walked, after, sizes = [], None, []
         while True:
-            body = search(client, alice, q, limit=10, **({"after": after} if after else {}))
+            body = search(client, alice, q, limit=limit, **({"after": after} if after else {}))
             assert body["first_id"] == body["data"][0]["id"] and body["last_id"] == body["data"][-1]["id"]
             walked += [hit["id"] for hit in body["data"]]
+            sizes.append(len(body["data"]))
             if not body["has_more"]:
                 break
             after = body["last_id"]
-        assert walked == (expected if q != "狐猴" else expected[7:]), q
+        assert walked == (expected if q != "狐猴" else expected[7:]), (q, limit)
+        assert set(sizes[:-1]) == {limit} and 0 < sizes[-1] <= limit, (q, limit)
     assert search(client, alice, "lemur", after=f"m{ids[0]}") == {
         "data": [],
         "first_id": None,
