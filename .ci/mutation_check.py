@@ -10,13 +10,15 @@ With no tests named after `--`, each mutant runs the tests mutmut's run found re
 function (as `mutmut run` does). With TEST_DATABASE_URL set, on PostgreSQL: for code only
 PostgreSQL runs, a survivor of the SQLite run checked there. Run from the
 checkout holding `mutants/`; the tests are taken from there too (copy new ones in first).
-A mutant no test caught keeps the verdict it had."""
+Mutants already caught are left out; one no test caught keeps the verdict it had."""
 
 import fnmatch
 import json
 import os
 import sys
 from pathlib import Path
+
+from mutation_score import CAUGHT as ALREADY_CAUGHT
 
 CAUGHT = 1  # pytest's (and mutmut's) exit code for "a test failed"
 VERDICTS = {CAUGHT: "caught", 0: "not caught"}
@@ -26,11 +28,11 @@ def main(arguments: list[str]) -> None:
     split = arguments.index("--") if "--" in arguments else len(arguments)
     patterns, tests = arguments[:split], arguments[split + 1 :]
     metas = {meta: json.loads(meta.read_text()) for meta in Path("mutants").rglob("*.py.meta")}
-    names = {
+    names = {  # those the patterns match that no test has caught yet
         name: meta
         for meta, data in metas.items()
-        for name in data["exit_code_by_key"]
-        if any(fnmatch.fnmatch(name, pattern) for pattern in patterns)
+        for name, code in data["exit_code_by_key"].items()
+        if code not in ALREADY_CAUGHT and any(fnmatch.fnmatch(name, pattern) for pattern in patterns)
     }
     root = Path.cwd()
     os.chdir("mutants")
