@@ -2,6 +2,7 @@
 run, or, with TEST_DATABASE_URL set to a PostgreSQL server, a fresh database on it."""
 
 import fcntl
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -69,6 +70,16 @@ def fresh_database_url(tmp_path: Path) -> Iterator[str]:
     url = fresh_postgres_database(SERVER_URL)
     yield url
     drop_postgres_database(SERVER_URL, url)
+
+
+@pytest.fixture
+def far_time_zone(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The process's local time 13 h 45 min ahead of UTC while the test runs."""
+    monkeypatch.setenv("TZ", "Pacific/Chatham")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
 
 
 @pytest.fixture(scope="session")

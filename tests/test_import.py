@@ -8,6 +8,7 @@ import random
 import struct
 import zipfile
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import ijson
@@ -518,6 +519,26 @@ def test_messages_over_the_content_limit_are_skipped_not_truncated(
     assert [m["content"] for m in kyoto["messages"]] == ["Which temple is this?"]
     # Kept: three short messages of the Kyoto tree (one on the path shown) and two of the regex chat.
     assert (result["messages"], result["skipped_messages"]) == (3 + 2, 6 + 5)
+
+
+def test_an_import_bridges_over_a_message_over_the_limit_and_skips_a_conversation_left_empty(
+    client: TestClient, alice: Account, monkeypatch: pytest.MonkeyPatch, far_time_zone: None
+) -> None:
+    monkeypatch.setattr(settings, "max_content_bytes", 40)
+    at_the_limit = "x" * 40
+    bridged = conversation("Bridged", [("user", "a question"), ("assistant", "y" * 41), ("user", at_the_limit)], "t")
+    bridged["mapping"]["n0"]["message"]["author"]["name"] = "Ada"
+    untimed = conversation("Untimed", [("user", "when?")], "u")
+    untimed["create_time"] = untimed["update_time"] = untimed["mapping"]["n0"]["message"]["create_time"] = None
+    export = [bridged, conversation("Too long", [("user", "z" * 41)], "e"), untimed]
+    before = datetime.now(UTC)
+    result = post_import(client, alice, {"json": export}).json()
+    assert (result["skipped_conversations"], [c["title"] for c in result["chats"]]) == (1, ["Bridged", "Untimed"])
+    chat = client.get(f"/v1/chats/{result['chats'][0]['id']}", headers=alice.headers).json()
+    assert [(m["content"], m["name"]) for m in chat["messages"]] == [("a question", "Ada"), (at_the_limit, None)]
+    assert chat["messages"][1]["parent_id"] == chat["messages"][0]["id"]  # hung below the skipped one's parent
+    created = datetime.fromisoformat(result["chats"][1]["created_at"])
+    assert before <= created <= datetime.now(UTC)  # no time in the export: now, in UTC
 
 
 def test_titles_are_trimmed_cut_to_200_characters_or_made_up(client: TestClient, alice: Account) -> None:

@@ -2,11 +2,8 @@
 messages, tombstones included, and skips nothing while others write."""
 
 import threading
-import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
-import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import update
 
@@ -201,16 +198,6 @@ def test_bulk_actions_are_in_the_change_log_and_raise_each_chats_version(client:
     ]
     # The archive's entry is dated when the chat was changed.
     assert page["data"][0]["at"] == shown.json()["updated_at"]
-
-
-@pytest.fixture
-def far_time_zone(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """The process's local time 13 h 45 min ahead of UTC while the test runs."""
-    monkeypatch.setenv("TZ", "Pacific/Chatham")
-    time.tzset()
-    yield
-    monkeypatch.undo()
-    time.tzset()
 
 
 def test_times_are_utc_whatever_the_servers_time_zone(client: TestClient, alice: Account, far_time_zone: None) -> None:
