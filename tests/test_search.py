@@ -267,6 +267,8 @@ def test_queries_with_no_words_are_refused(client: TestClient, alice: Account) -
         assert client.get("/v1/chats/search", params=params, headers=alice.headers).status_code == 422
     too_many = " ".join(f"w{i}" for i in range(17))
     fifteen = " ".join(f"w{i}" for i in range(15))
+    for q in (f"{fifteen} w15", f"{fifteen} 中", f"{fifteen} pre*"):  # 16 words are taken
+        assert client.get("/v1/chats/search", params={"q": q}, headers=alice.headers).status_code == 200, q
     for q in (too_many, f'"{too_many}"', f"{fifteen} 中 文", f"{fifteen} pre* fix*"):
         response = client.get("/v1/chats/search", params={"q": q}, headers=alice.headers)
         assert [(e["loc"], e["msg"]) for e in response.json()["detail"]] == [
