@@ -530,10 +530,11 @@ def test_an_import_bridges_over_a_message_over_the_limit_and_skips_a_conversatio
     bridged["mapping"]["n0"]["message"]["author"]["name"] = "Ada"
     untimed = conversation("Untimed", [("user", "when?")], "u")
     untimed["create_time"] = untimed["update_time"] = untimed["mapping"]["n0"]["message"]["create_time"] = None
-    export = [bridged, conversation("Too long", [("user", "z" * 41)], "e"), untimed]
+    too_long = [conversation("Too long", [("user", "z" * 41)], key) for key in ("e", "f")]
+    export = [bridged, *too_long, untimed]
     before = datetime.now(UTC)
     result = post_import(client, alice, {"json": export}).json()
-    assert (result["skipped_conversations"], [c["title"] for c in result["chats"]]) == (1, ["Bridged", "Untimed"])
+    assert (result["skipped_conversations"], [c["title"] for c in result["chats"]]) == (2, ["Bridged", "Untimed"])
     chat = client.get(f"/v1/chats/{result['chats'][0]['id']}", headers=alice.headers).json()
     assert [(m["content"], m["name"]) for m in chat["messages"]] == [("a question", "Ada"), (at_the_limit, None)]
     assert chat["messages"][1]["parent_id"] == chat["messages"][0]["id"]  # hung below the skipped one's parent
