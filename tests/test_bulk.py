@@ -135,6 +135,12 @@ def test_the_list_filters_by_metadata(client: TestClient, alice: Account, bob: A
     assert sorted(listed(client, alice, "metadata.project=travel")) == [kyoto, osaka]
     assert list(listed(client, alice, "metadata.project=travel&metadata.city=osaka")) == [osaka]
     assert listed(client, alice, "metadata.project=nowhere") == {}
+    # The rarer pair is looked up first: a chat with it but not the other pair is not kept.
+    two_of_a = new_chats(client, alice, 1, metadata={"a": "1"}) + new_chats(
+        client, alice, 1, metadata={"a": "1", "b": "2"}
+    )
+    new_chats(client, alice, 2, metadata={"b": "2"})
+    assert list(listed(client, alice, "metadata.a=1&metadata.b=2")) == [two_of_a[1]]
     # The filter follows edits of the metadata, and the archived and trashed state.
     client.patch(f"/v1/chats/{work}", json={"metadata": {"project": "travel"}}, headers=alice.headers)
     client.patch(f"/v1/chats/{osaka}", json={"metadata": {}}, headers=alice.headers)
