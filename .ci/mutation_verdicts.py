@@ -25,13 +25,18 @@ def number(name: str) -> int:
     return int(name.rpartition("__mutmut_")[2])
 
 
+def function_of(name: str) -> str:
+    """`x_update_chat` of `chat_store.x_update_chat__mutmut_3`: the key of its hash."""
+    return name.rpartition("__mutmut_")[0].rpartition(".")[2]
+
+
 def save() -> None:
     files = {}
     for meta in sorted(MUTANTS.rglob("*.py.meta")):
         data = json.loads(meta.read_text())
         functions: dict[str, list] = {}
         for name, code in sorted(data["exit_code_by_key"].items(), key=lambda item: number(item[0])):
-            function = name.rpartition("__mutmut_")[0].rpartition(".")[2]
+            function = function_of(name)
             functions.setdefault(function, [data["hash_by_function_name"].get(function), []])[1].append(code)
         files[str(meta.relative_to(MUTANTS).with_suffix(""))] = functions
     # One line a function, so that a diff shows which functions' verdicts changed.
@@ -75,7 +80,7 @@ def merge(other: Path) -> None:
             continue
         ours, theirs = json.loads(meta.read_text()), json.loads(theirs_path.read_text())
         for name, code in theirs["exit_code_by_key"].items():
-            function = name.rpartition("__mutmut_")[0].rpartition(".")[2]
+            function = function_of(name)
             same_code = ours["hash_by_function_name"].get(function) == theirs["hash_by_function_name"].get(function)
             if same_code and code in CAUGHT and ours["exit_code_by_key"].get(name) not in CAUGHT:
                 ours["exit_code_by_key"][name] = code
