@@ -74,6 +74,15 @@ def zipped(files: dict[str, bytes], method: int = zipfile.ZIP_DEFLATED) -> bytes
     return buffer.getvalue()
 
 
+def unknown_method(archive: bytes) -> bytes:
+    """The archive with its members' compression method set to one no unzip knows (99)."""
+    data = bytearray(archive)
+    for header, offset in ((b"PK\x03\x04", 8), (b"PK\x01\x02", 10)):
+        at = data.find(header) + offset
+        data[at : at + 2] = (99).to_bytes(2, "little")
+    return bytes(data)
+
+
 def chat_count(account: Account) -> int:
     with engine.connect() as connection:
         return connection.scalar(select(func.count()).select_from(Chat).where(Chat.owner_id == account.id))
@@ -143,10 +152,17 @@ NOT_UTF_8 = f"{INVALID}: lexical error: invalid bytes in UTF8 string."
         (b'["not a conversation", {"title": "nor this"}]', f"{NO_SHAPE} (must be an object, first item)"),
         (zipped({"readme.txt": b"no"}), "the ZIP holds no conversations.json (nor conversations-000.json, ...)"),
         (b"PK\x03\x04 a broken zip", "not a readable ZIP archive (File is not a zip file)"),
+        (unknown_method(zipped({"conversations.json": b"[]"}, zipfile.ZIP_STORED)),
+         "conversations.json: cannot be unpacked (That compression method is not supported)"),
+        (b'"' + b"1" * 100 + b'"', "the upload: must be a JSON list of conversations, or one conversation"),
+        (json.dumps(EXPORT[0]).encode() + b" x", f"{INVALID} after conversation 0: parse error: trailing garbage"),
+        (b'[{"title": x}]', f"{INVALID} after conversation 0: lexical error: invalid char in json text."),
+        (b'[{"create_time": ' + b"1" * 65 + b"}]", "the upload: a number of more than 64 characters"),
     ],
     ids=[
         "empty", "not-json", "not-utf-8", "not-utf-8-among-apostrophes", "trailing-garbage", "an-object", "truncated",
-        "no-conversations", "zip-without-export", "broken-zip",
+        "no-conversations", "zip-without-export", "broken-zip", "zip-unknown-method", "a-string-of-digits",
+        "an-object-then-garbage", "broken-first-conversation", "a-long-number",
     ],
 )  # fmt: skip
 def test_a_broken_export_is_422_and_imports_nothing(

@@ -6,6 +6,7 @@ import json
 import random
 import zipfile
 from pathlib import Path
+from sys import getsizeof
 
 import httpx
 import pytest
@@ -20,7 +21,14 @@ from service.imports import (
     read_export,
     stream,
 )
-from service.imports.stream import MAX_DEPTH, MAX_ITEM_BYTES, MAX_STRING_BYTES
+from service.imports.stream import (
+    CONTAINER_WEIGHT,
+    MAX_DEPTH,
+    MAX_ITEM_BYTES,
+    MAX_STRING_BYTES,
+    SCALAR_WEIGHT,
+    SLOT_WEIGHT,
+)
 
 LIMIT = 256 * 1024 * 1024
 
@@ -422,6 +430,76 @@ def test_an_oversized_conversation_or_text_is_skipped_without_being_built() -> N
         f"holds a text of more than {MAX_STRING_BYTES // 2**20} MiB",
         None,
     ]
+
+
+def weight(value: object) -> int:
+    """An item's weight, by the rule `stream.py` states beside its constants."""
+    if isinstance(value, str):
+        return getsizeof(value) + SLOT_WEIGHT
+    if isinstance(value, list):
+        return CONTAINER_WEIGHT + sum(map(weight, value))
+    if isinstance(value, dict):
+        return CONTAINER_WEIGHT + sum(weight(key) + weight(item) for key, item in value.items())
+    return SCALAR_WEIGHT
+
+
+def heaviest(shape: str) -> tuple[object, object]:
+    """An item of `shape` weighing exactly MAX_ITEM_BYTES, and the same item heavier by the
+    least it can be: one character more in its last string, or one more empty list."""
+    rest = MAX_ITEM_BYTES - CONTAINER_WEIGHT
+    if shape == "empty lists":
+        count = rest // CONTAINER_WEIGHT
+        return [[]] * count, [[]] * (count + 1)
+    blank = weight("") + (SCALAR_WEIGHT if shape == "keys" else 0)  # an entry with no characters
+    count, left = divmod(rest, blank + 1000)
+    count, left = count - 1, left + blank + 1000  # the last entry takes what is left over
+    names = [f"{i:07}".ljust(1000, "k") for i in range(count)] + [f"{count:07}".ljust(left - blank, "k")]
+    heavier = [*names[:-1], names[-1] + "k"]
+    if shape == "keys":
+        return dict.fromkeys(names, 0), dict.fromkeys(heavier, 0)
+    return names, heavier
+
+
+@pytest.mark.parametrize("shape", ["strings", "keys", "empty lists"])
+def test_an_item_is_built_up_to_its_weight_limit_and_skipped_past_it(shape: str) -> None:
+    item, heavier = heaviest(shape)
+    assert (weight(item), weight(heavier) > MAX_ITEM_BYTES) == (MAX_ITEM_BYTES, True)
+    good = chatgpt_conversation([chatgpt_node("u", "root", "user", text("kept"))], "u")
+    _, conversations = read([good, item, heavier, good])
+    kind = "must be an object" if isinstance(item, list) else "none of the fields a conversation has"
+    assert [getattr(c, "reason", None) for c in conversations] == [
+        None,
+        f"not a chatgpt conversation ({kind})",
+        f"larger than {MAX_ITEM_BYTES // 2**20} MiB once read",
+        None,
+    ]
+
+
+def test_a_list_or_an_overlong_text_in_place_of_a_conversation_is_skipped_whole() -> None:
+    good = chatgpt_conversation([chatgpt_node("u", "root", "user", text("kept"))], "u")
+    _, conversations = read([good, [good, [good]], "y" * (MAX_STRING_BYTES + 1), good | {"id": "last"}])
+    assert [c.source_id if isinstance(c, ImportedConversation) else (c.index, c.reason) for c in conversations] == [
+        "c",
+        (1, "not a chatgpt conversation (must be an object)"),
+        (2, f"holds a text of more than {MAX_STRING_BYTES // 2**20} MiB"),
+        "last",
+    ]
+
+
+@pytest.mark.parametrize("as_list", [False, True], ids=["one-conversation", "a-list"])
+def test_an_export_nested_max_depth_levels_is_read_and_one_level_more_is_not(as_list: bool) -> None:
+    """MAX_DEPTH counts every level of the file, the export's own list included."""
+    good = json.dumps(chatgpt_conversation([chatgpt_node("u", "root", "user", text("kept"))], "u"))
+
+    def export(levels: int) -> bytes:
+        deep = levels - 1 - as_list  # below the conversation's object, and the list around it
+        conversation = good[:-1] + ', "deep": ' + "[" * deep + "]" * deep + "}"
+        return (f"[{conversation}]" if as_list else conversation).encode()
+
+    _, [imported] = read(export(MAX_DEPTH))
+    assert isinstance(imported, ImportedConversation) and imported.messages[0].content == "kept"
+    with pytest.raises(ExportFormatError, match=rf"\(nested deeper than {MAX_DEPTH} levels, first item\)$"):
+        read(export(MAX_DEPTH + 1))
 
 
 def test_a_number_longer_than_any_number_is_refused() -> None:

@@ -76,7 +76,6 @@ def export_items(upload: BinaryIO, max_bytes: int) -> Iterator[object | Refused]
         upload.seek(0)
         yield from json_items(upload, "the upload")
         return
-    upload.seek(0)
     try:
         archive = zipfile.ZipFile(upload)
     except DAMAGED_ZIP as error:
@@ -227,14 +226,15 @@ class TokenGuard:
             LONG_NUMBER in part.translate(AS_NUMBER_RUNS) for part in outside.split(b'"')[::2]
         ):
             raise ExportFormatError(f"{self.source}: a number of more than {MAX_NUMBER_CHARS} characters")
-        self.number_tail = end - start - len(outside.rstrip(NUMBER_CHARS)) if end == len(neutral) else 0
+        # (When a string opens at `end`, its close sets number_tail to 0.)
+        self.number_tail = len(outside) - len(outside.rstrip(NUMBER_CHARS))
 
 
 def json_items(stream: BinaryIO | BudgetedReader, source: str) -> Iterator[object | Refused]:
     """The items of a JSON list, or the one object a file holds, built one at a time."""
     index = -1
     try:
-        events = ijson.basic_parse(TokenGuard(stream, source), use_float=True, buf_size=CHUNK)
+        events = ijson.basic_parse(TokenGuard(stream, source), use_float=True)
         first = next(events, (None, None))
         if first[0] == "start_map":
             index = 0
@@ -277,7 +277,6 @@ def build(first: tuple[str, object], events: Iterator[tuple[str, object]], depth
     else:
         return Refused(f"holds a text of more than {MAX_STRING_BYTES // MiB} MiB") if value == OVERLONG else value
     stack: list = [root]
-    keys: list = [None]
     top, key = root, None
     weight = CONTAINER_WEIGHT
     # The branches go from the most frequent event to the least; every value checks the weight.
@@ -304,9 +303,7 @@ def build(first: tuple[str, object], events: Iterator[tuple[str, object]], depth
                 top.append(child)
             else:
                 top[key] = child
-            keys[-1] = key
             stack.append(child)
-            keys.append(None)
             top, key = child, None
             weight += CONTAINER_WEIGHT
             if depth + len(stack) > MAX_DEPTH:
@@ -315,10 +312,10 @@ def build(first: tuple[str, object], events: Iterator[tuple[str, object]], depth
                 return refused(events, len(stack), f"larger than {MAX_ITEM_BYTES // MiB} MiB once read")
         else:  # end_map or end_array
             stack.pop()
-            keys.pop()
             if not stack:
                 return root
-            top, key = stack[-1], keys[-1]
+            # In an object, a key comes next (or its end), so the key need not be kept.
+            top, key = stack[-1], None
     return root  # the parser ends the stream on an error before this
 
 
