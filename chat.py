@@ -252,7 +252,7 @@ async def list_changes(
 
 
 async def spooled_upload(request: Request) -> BinaryIO:
-    """The uploaded export in a temporary file: in memory while small, then on disk."""
+    """The uploaded export in a temporary file (at its end): in memory while small, then on disk."""
     upload = tempfile.SpooledTemporaryFile(max_size=8 * MiB)  # noqa: SIM115 - the caller closes it
     try:
         if request.headers.get("content-type", "").startswith("multipart/form-data"):
@@ -268,7 +268,6 @@ async def spooled_upload(request: Request) -> BinaryIO:
     except BaseException:
         upload.close()
         raise
-    upload.seek(0)
     return upload
 
 

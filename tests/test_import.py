@@ -264,6 +264,12 @@ def test_a_retried_import_with_its_key_imports_once(client: TestClient, alice: A
     assert chat_count(alice) == 2
     other = client.post("/v1/chats/import", json=EXPORT[:1], headers=headers)
     assert other.status_code == 409
+    # The key is matched on every byte of the file, its first too.
+    body = json.dumps(EXPORT).encode()
+    headers["Idempotency-Key"] = "import-2"
+    assert client.post("/v1/chats/import", content=b" " + body, headers=headers).status_code == 201
+    assert client.post("/v1/chats/import", content=b"\n" + body, headers=headers).status_code == 409
+    assert chat_count(alice) == 4
 
 
 def test_import_needs_a_token(client: TestClient) -> None:
@@ -522,8 +528,19 @@ def test_two_files_in_one_upload_are_refused(client: TestClient, alice: Account)
     files = [("file", ("a.json", SAMPLE, "application/json")), ("file", ("b.json", SAMPLE, "application/json"))]
     response = client.post("/v1/chats/import", files=files, headers=alice.headers)
     assert response.status_code == 400
-    assert "detail" in response.json()
+    assert response.json() == {"detail": "Too many files. Maximum number of files is 1."}
     assert chat_count(alice) == 0
+
+
+def test_a_multipart_upload_takes_ten_fields_beside_its_file(client: TestClient, alice: Account) -> None:
+    files = {"file": ("conversations.json", SAMPLE, "application/json")}
+    fields = {f"field{i}": "x" for i in range(11)}
+    response = client.post("/v1/chats/import", files=files, data=fields, headers=alice.headers)
+    too_many = {"detail": "Too many fields. Maximum number of fields is 10."}
+    assert (response.status_code, response.json()) == (400, too_many)
+    assert chat_count(alice) == 0
+    fields.popitem()
+    assert client.post("/v1/chats/import", files=files, data=fields, headers=alice.headers).status_code == 201
 
 
 def test_messages_over_the_content_limit_are_skipped_not_truncated(
