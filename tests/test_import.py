@@ -379,7 +379,7 @@ def node(conversations: list[dict], index: int, node_id: str) -> dict:
     ("change", "index", "reason"),
     [
         (lambda c: node(c, 2, "a-c").update(parent="gone"), 2, "message 'a-c' has a parent that is not in the"),
-        (lambda c: node(c, 2, "root-c").update(parent="a-c"), 2, "is its own ancestor"),
+        (lambda c: node(c, 2, "root-c").update(parent="a-c"), 2, "message 'root-c' is its own ancestor"),
         (lambda c: c[2].pop("mapping"), 2, "not a chatgpt conversation"),
         (lambda c: c[1].update(title=["not", "text"]), 1, "`title` must be a string"),
         (lambda c: c[2].update(create_time="yesterday"), 2, "`create_time` must be a Unix time"),

@@ -117,6 +117,13 @@ def test_chatgpt_without_its_current_node_shows_the_newest_leaf() -> None:
         assert imported.current_key == "newer"
 
 
+@pytest.mark.parametrize("current", [["u"], {"u": 1}, 7, None])
+def test_chatgpt_with_a_current_node_that_names_no_node_shows_the_newest_leaf(current: object) -> None:
+    nodes = [chatgpt_node("u", "root", "user", text("hi")), chatgpt_node("a", "u", "assistant", text("hello"))]
+    _, [imported] = read([chatgpt_conversation(nodes, current)])
+    assert imported.current_key == "a"
+
+
 def test_chatgpt_citations_become_links_or_are_dropped() -> None:
     answer = "Fastly bought it【3:0†source】 in 2020【5†source】."
     citations = [
@@ -329,6 +336,12 @@ def test_librechat_flat_messages_with_branches() -> None:
     assert imported.skipped == 2
     assert imported.current_key == "m5"
     assert imported.source_id == "lc-1"
+
+
+def test_a_message_id_twice_in_one_conversation_skips_it() -> None:
+    messages = [libre_message("m1", ZERO, True, "one"), libre_message("m1", ZERO, True, "again")]
+    _, [skipped] = read({"conversationId": "lc-2", "messages": messages})
+    assert (skipped.source_id, skipped.reason) == ("lc-2", "message 'm1' appears twice")
 
 
 def test_librechat_nested_tree_of_a_long_conversation() -> None:

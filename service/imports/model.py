@@ -101,14 +101,14 @@ def arrange(nodes: list[Node], shown: object) -> tuple[list[ImportedMessage], st
     """The kept messages of a tree, parents before children (siblings in the source's order),
     each hung from its nearest kept ancestor; and the shown leaf: `shown` (or its nearest kept
     ancestor) when it names a node, else the newest leaf."""
-    by_key: dict[str, Node] = {}
+    keys: set[str] = set()
     children: dict[str | None, list[Node]] = {}
     for node in nodes:
-        if node.key in by_key:
+        if node.key in keys:
             raise Broken(f"message {node.key!r} appears twice")
-        by_key[node.key] = node
+        keys.add(node.key)
     for node in nodes:
-        if node.parent is not None and node.parent not in by_key:
+        if node.parent is not None and node.parent not in keys:
             if not is_root(node.parent):
                 raise Broken(f"message {node.key!r} has a parent that is not in the conversation")
             node.parent = None
@@ -126,8 +126,8 @@ def arrange(nodes: list[Node], shown: object) -> tuple[list[ImportedMessage], st
             above = node.key
         kept_ancestor[node.key] = above
         stack.extend(reversed(children.get(node.key, [])))
-    if len(kept_ancestor) < len(by_key):
-        looped = next(key for key in by_key if key not in kept_ancestor)
+    if len(kept_ancestor) < len(nodes):
+        looped = next(node.key for node in nodes if node.key not in kept_ancestor)
         raise Broken(f"message {looped!r} is its own ancestor")
     current = kept_ancestor.get(shown) if isinstance(shown, str) else None
     return ordered, current if current is not None else newest_leaf(ordered)
