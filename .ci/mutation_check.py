@@ -7,7 +7,12 @@ run, without running every test that reaches each function again:
     python .ci/mutation_check.py 'chat_store.x_update_chat__mutmut_*' -- tests/test_chats.py::test_x
 
 With no tests named after `--`, each mutant runs the tests mutmut's run found reaching its
-function (as `mutmut run` does). With TEST_DATABASE_URL set, on PostgreSQL: for code only
+function (as `mutmut run` does), the quickest first; `--within FILE...` keeps those of the
+test files named, for a quick first pass over mutants not run yet (a mutant they do not
+catch keeps no verdict, for `mutmut run` to test with all the tests that reach it):
+
+    python .ci/mutation_check.py 'service.request_log*' --within tests/test_observability_app.py
+ With TEST_DATABASE_URL set, on PostgreSQL: for code only
 PostgreSQL runs, a survivor of the SQLite run checked there. Run from the
 checkout holding `mutants/`; the tests are taken from there too (copy new ones in first).
 Mutants already caught are left out; one no test caught keeps the verdict it had."""
@@ -15,60 +20,73 @@ Mutants already caught are left out; one no test caught keeps the verdict it had
 import fnmatch
 import json
 import os
+import resource
+import signal
 import sys
 from pathlib import Path
 
 from mutation_score import CAUGHT as ALREADY_CAUGHT
 
 CAUGHT = 1  # pytest's (and mutmut's) exit code for "a test failed"
-VERDICTS = {CAUGHT: "caught", 0: "not caught"}
+OVER_CPU_LIMIT = -signal.SIGXCPU
+VERDICTS = {CAUGHT: "caught", OVER_CPU_LIMIT: "caught", 0: "not caught"}
 
 
 def main(arguments: list[str]) -> None:
     split = arguments.index("--") if "--" in arguments else len(arguments)
     patterns, tests = arguments[:split], arguments[split + 1 :]
+    within: list[str] = []
+    if "--within" in patterns:
+        patterns, within = patterns[: patterns.index("--within")], patterns[patterns.index("--within") + 1 :]
     metas = {meta: json.loads(meta.read_text()) for meta in Path("mutants").rglob("*.py.meta")}
     names = {  # those the patterns match that no test has caught yet
         name: meta
         for meta, data in metas.items()
         for name, code in data["exit_code_by_key"].items()
-        if code not in ALREADY_CAUGHT and any(fnmatch.fnmatch(name, pattern) for pattern in patterns)
+        if code not in ALREADY_CAUGHT
+        and (code is None or not within)
+        and any(fnmatch.fnmatch(name, pattern) for pattern in patterns)
     }
     root = Path.cwd()
-    os.chdir("mutants")
+    os.chdir("mutants")  # the metas' paths stay relative to root
     sys.path[:0] = [os.getcwd(), os.path.join(os.getcwd(), "tests")]
     os.environ["MUTANT_UNDER_TEST"] = ""
     import pytest
     from mutmut.utils.format_utils import mangled_name_from_mutant_name
 
-    reaching = json.loads(Path("mutmut-stats.json").read_text())["tests_by_mangled_function_name"]
+    stats = json.loads(Path("mutmut-stats.json").read_text())
+    reaching, duration = stats["tests_by_mangled_function_name"], stats["duration_by_test"]
 
     def tests_of(name: str) -> list[str]:
-        return tests or sorted(reaching.get(mangled_name_from_mutant_name(name), []))
+        found = reaching.get(mangled_name_from_mutant_name(name), [])
+        kept = [test for test in found if not within or test.partition("::")[0] in within]
+        return tests or sorted(kept, key=lambda test: (duration.get(test, 0), test))
 
+    names = {name: meta for name, meta in names.items() if tests_of(name)}
     everything = sorted({test for name in names for test in tests_of(name)})
     if pytest.main(["--collect-only", "-q", "-p", "no:cacheprovider", *everything]) != 0:
         sys.exit("the tests could not be collected")
-    caught = []
+    caught = 0
     for name in sorted(names, key=lambda name: (name.rpartition("__mutmut_")[0], int(name.rpartition("_")[2]))):
         child = os.fork()
         if child == 0:
+            # A mutant that loops is stopped as mutmut stops it, by a CPU limit (SIGXCPU).
+            limit = 60 + 10 * int(sum(duration.get(test, 1) for test in tests_of(name)))
+            resource.setrlimit(resource.RLIMIT_CPU, (limit, limit))
             os.environ["MUTANT_UNDER_TEST"] = name
             quiet = os.open(os.devnull, os.O_WRONLY)
             os.dup2(quiet, 1)
             os.dup2(quiet, 2)
             os._exit(int(pytest.main(["-x", "-q", "-p", "no:cacheprovider", *tests_of(name)])))
         code = os.waitstatus_to_exitcode(os.waitpid(child, 0)[1])
-        # Only a failed test counts: an error inside pytest is not a verdict.
+        # Only a failed test or the CPU limit counts: an error inside pytest is not a verdict.
         print(f"{VERDICTS.get(code, 'error'):10} {name} (exit code {code})", flush=True)
-        if code == CAUGHT:
-            caught.append(name)
-    os.chdir(root)
-    for name in caught:
-        metas[names[name]]["exit_code_by_key"][name] = CAUGHT
-    for meta in {names[name] for name in caught}:
-        meta.write_text(json.dumps(metas[meta], indent=4))
-    print(f"{len(caught)} of {len(names)} caught, recorded in mutants/")
+        if code in (CAUGHT, OVER_CPU_LIMIT):
+            # Recorded at once, so that a check stopped midway keeps what it found.
+            caught += 1
+            metas[names[name]]["exit_code_by_key"][name] = code
+            (root / names[name]).write_text(json.dumps(metas[names[name]], indent=4))
+    print(f"{caught} of {len(names)} caught, recorded in mutants/")
 
 
 if __name__ == "__main__":
