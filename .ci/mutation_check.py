@@ -32,6 +32,15 @@ OVER_CPU_LIMIT = -signal.SIGXCPU
 VERDICTS = {CAUGHT: "caught", OVER_CPU_LIMIT: "caught", 0: "not caught"}
 
 
+class Collected:
+    """A pytest plugin keeping the ids of the tests collected."""
+
+    ids: frozenset[str] | None = None
+
+    def pytest_collection_finish(self, session: object) -> None:
+        self.ids = frozenset(item.nodeid for item in session.items)
+
+
 def main(arguments: list[str]) -> None:
     split = arguments.index("--") if "--" in arguments else len(arguments)
     patterns, tests = arguments[:split], arguments[split + 1 :]
@@ -57,15 +66,19 @@ def main(arguments: list[str]) -> None:
     stats = json.loads(Path("mutmut-stats.json").read_text())
     reaching, duration = stats["tests_by_mangled_function_name"], stats["duration_by_test"]
 
+    collected = Collected()
+
     def tests_of(name: str) -> list[str]:
         found = reaching.get(mangled_name_from_mutant_name(name), [])
         kept = [test for test in found if not within or test.partition("::")[0] in within]
+        # The run's record may name tests renamed since (a parameter's id): only those still there.
+        kept = [test for test in kept if collected.ids is None or test in collected.ids]
         return tests or sorted(kept, key=lambda test: (duration.get(test, 0), test))
 
-    names = {name: meta for name, meta in names.items() if tests_of(name)}
-    everything = sorted({test for name in names for test in tests_of(name)})
-    if pytest.main(["--collect-only", "-q", "-p", "no:cacheprovider", *everything]) != 0:
+    files = sorted({test.partition("::")[0] for name in names for test in tests_of(name)})
+    if pytest.main(["--collect-only", "-q", "-p", "no:cacheprovider", *files], plugins=[collected]) != 0:
         sys.exit("the tests could not be collected")
+    names = {name: meta for name, meta in names.items() if tests_of(name)}
     caught = 0
     for name in sorted(names, key=lambda name: (name.rpartition("__mutmut_")[0], int(name.rpartition("_")[2]))):
         child = os.fork()

@@ -8,15 +8,20 @@ import hmac
 import json
 import secrets
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from jose import jwt
+from sqlalchemy import update
 
-from conftest import DATABASE_URL, PASSWORD, SETTINGS, Account, logins_from_forged_addresses
+import security
+from conftest import DATABASE_URL, ENGINE, PASSWORD, SETTINGS, Account, logins_from_forged_addresses
 from main import create_app
+from models import User
+from security import AccessClaims, VerifiedTokens
 from server import main_py
 
 
@@ -175,6 +180,7 @@ def signed(claims_json: str) -> str:
         '"exp": -Infinity',
         '"exp": NaN',
         '"exp": 99999999999999999999999',
+        '"exp": 9007199254740992',  # 2**53, the first time past what a float holds exactly
         '"exp": 9e15, "nbf": -Infinity',
         '"exp": 9e15, "iat": 1e400',
     ],
@@ -193,6 +199,44 @@ def test_claims_that_overflow_are_401(client: TestClient, alice: Account, claim:
 def test_the_signing_helper_makes_tokens_the_app_accepts(client: TestClient, alice: Account) -> None:
     claims = jwt.get_unverified_claims(alice.token)
     assert client.get("/v1/auth/me", headers=bearer(signed(json.dumps(claims)))).status_code == 200
+    last = claims | {"exp": 2**53 - 1, "jti": "last"}  # the last time accepted
+    assert client.get("/v1/auth/me", headers=bearer(signed(json.dumps(last)))).status_code == 200
+
+
+def test_a_token_of_generation_0_is_accepted(client: TestClient, alice: Account) -> None:
+    """Accounts made before generations were random start at 0 (the column's default)."""
+    with ENGINE.begin() as conn:
+        conn.execute(update(User).where(User.id == alice.id).values(token_generation=0))
+    token = login(client, alice)["access_token"]
+    assert jwt.get_unverified_claims(token)["gen"] == 0
+    assert client.get("/v1/auth/me", headers=bearer(token)).json()["username"] == alice.username
+
+
+def test_a_cached_token_is_refused_from_the_moment_it_expires(
+    client: TestClient, alice: Account, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    signer = client.app.state.signer
+    assert client.get("/v1/auth/me", headers=alice.headers).status_code == 200
+    cached = signer.verified.get(alice.token)  # its signature checked once, then kept
+    assert cached == AccessClaims(alice.id, cached.generation, cached.session_id, cached.expires)
+    monkeypatch.setattr(security, "time", SimpleNamespace(time=lambda: cached.expires - 0.001))
+    assert client.get("/v1/auth/me", headers=alice.headers).status_code == 200
+    monkeypatch.setattr(security, "time", SimpleNamespace(time=lambda: cached.expires))
+    assert client.get("/v1/auth/me", headers=alice.headers).status_code == 401
+
+
+def test_the_verified_tokens_keep_the_most_recently_used_within_their_bytes() -> None:
+    claims = AccessClaims(1, 0, "s", 1e9)
+    cache = VerifiedTokens(max_bytes=10)
+    cache.put("aaaa", claims)
+    cache.put("bbbb", claims)
+    assert cache.get("aaaa") == claims  # now the most recently used
+    cache.put("cccc", claims)  # 12 bytes: the least recently used goes
+    assert [cache.get(token) for token in ("bbbb", "aaaa", "cccc")] == [None, claims, claims]
+    cache.put("dd", claims)  # 10 bytes: within the budget, nothing goes
+    assert (cache.bytes, list(cache.entries)) == (10, ["aaaa", "cccc", "dd"])
+    cache.put("eeeeeeee", claims)  # 18 bytes: the oldest go until it fits
+    assert (cache.bytes, list(cache.entries)) == (10, ["dd", "eeeeeeee"])
 
 
 # --- 7. no error carries more than an excerpt of what was sent
