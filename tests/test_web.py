@@ -10,6 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from conftest import BROWSER_HEADERS, FRONT_END_ORIGIN, Account, preflight
+from service.api_docs import inline_script_hashes
 
 COMMON_HEADERS = {"x-content-type-options": "nosniff", "referrer-policy": "no-referrer", "x-frame-options": "DENY"}
 API_POLICY = "default-src 'none'; frame-ancestors 'none'"
@@ -235,3 +236,11 @@ def test_redocs_bundle_is_served_without_its_vendors_cdn(client: TestClient) -> 
     assert bundle.headers["content-type"].startswith("text/javascript")
     assert "cdn.redoc.ly" not in bundle.text
     assert "redocly logo" in bundle.text  # the whole bundle, with only the logo's source replaced
+
+
+def test_a_page_with_two_inline_scripts_has_both_allowed_and_no_more() -> None:
+    def source(script: str) -> str:
+        return "'sha256-" + base64.b64encode(hashlib.sha256(script.encode()).digest()).decode() + "'"
+
+    html = "<p><script>one()</script></p><script src='x.js'></script><script>\ntwo()\n</script>"
+    assert inline_script_hashes(html) == f"{source('one()')} {source(chr(10) + 'two()' + chr(10))}"
