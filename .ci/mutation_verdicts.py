@@ -72,7 +72,9 @@ def restore() -> None:
 
 def merge(other: Path) -> None:
     """Counts a mutant caught here when the other run (of the same function's code, e.g. with
-    TEST_DATABASE_URL) caught it: code only PostgreSQL runs shows as "no tests" on SQLite."""
+    TEST_DATABASE_URL) caught it: code only PostgreSQL runs shows as "no tests" on SQLite.
+    A mutant with no verdict here takes the other run's, whatever it is (a checkout of a
+    later commit going on from one of an earlier commit)."""
     merged = 0
     for meta in sorted(MUTANTS.rglob("*.py.meta")):
         theirs_path = other / meta.relative_to(MUTANTS)
@@ -82,11 +84,14 @@ def merge(other: Path) -> None:
         for name, code in theirs["exit_code_by_key"].items():
             function = function_of(name)
             same_code = ours["hash_by_function_name"].get(function) == theirs["hash_by_function_name"].get(function)
-            if same_code and code in CAUGHT and ours["exit_code_by_key"].get(name) not in CAUGHT:
+            if not same_code or code is None or name not in ours["exit_code_by_key"]:
+                continue
+            mine = ours["exit_code_by_key"][name]
+            if mine is None or (code in CAUGHT and mine not in CAUGHT):
                 ours["exit_code_by_key"][name] = code
                 merged += 1
         meta.write_text(json.dumps(ours, indent=4))
-    print(f"{merged} mutants caught by the run in {other} and not here, now counted caught")
+    print(f"{merged} verdicts taken from the run in {other}")
 
 
 if __name__ == "__main__":
