@@ -282,8 +282,11 @@ def test_the_request_log_has_one_line_per_request_tied_to_its_id(
     capsys.readouterr()
     with TestClient(own_app(client, log_format="json")) as logged:
         started = datetime.now(UTC)
+        key = logged.post("/v1/auth/keys", json={"name": "n", "scopes": ["read"]}, headers=alice.headers).json()
+        capsys.readouterr()
         answers = [
             logged.get("/v1/chats/", headers={**alice.headers, "X-Request-ID": "listed"}),
+            logged.get("/v1/chats/", headers={"Authorization": f"Bearer {key['key']}"}),
             logged.get("/v1/chats/", headers={"X-Request-ID": "anonymous"}),
             logged.request("BREW", "/v1", headers={"X-Request-ID": "brewed"}),
             logged.get("/nowhere"),
@@ -294,6 +297,7 @@ def test_the_request_log_has_one_line_per_request_tied_to_its_id(
     assert [line["request_id"] for line in lines] == [answer.headers["x-request-id"] for answer in answers]
     assert [(line["method"], line["route"], line["status"], line["user_id"]) for line in lines] == [
         ("GET", "/v1/chats/", 200, alice.id),
+        ("GET", "/v1/chats/", 200, alice.id),  # with an API key
         ("GET", "/v1/chats/", 401, None),
         ("OTHER", "/v1", 405, None),
         ("GET", "<unmatched>", 404, None),
