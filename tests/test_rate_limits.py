@@ -8,9 +8,11 @@ from contextlib import contextmanager
 import httpx
 import pytest
 import redis
+from fastapi.testclient import TestClient
 
 from conftest import DATABASE_URL, PASSWORD, SETTINGS, WORK_DIR, Account, unique_name
 from server import PYTHON, free_port, running, server_env
+from service.ratelimit import MemoryCounter
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 LOW = {f"RATE_LIMIT_{name}": "3/minute" for name in ("LOGIN", "REGISTER", "REFRESH", "PASSWORD")}
@@ -151,3 +153,23 @@ def test_an_unreachable_redis_falls_back_to_limits_in_memory(client, alice: Acco
     with server(REDIS_URL="redis://127.0.0.1:1/0") as base_url, from_address(base_url, "127.0.0.15") as http:
         assert [login(http, alice.username, "wrong password").status_code for _ in range(3)] == [401] * 3
         assert_throttled(login(http, alice.username))
+
+
+def test_expired_windows_are_swept_when_a_new_one_starts_with_sweep_at_keys_held() -> None:
+    counter = MemoryCounter()
+    counter.SWEEP_AT = 3
+    counter.windows = {"a": (0.0, 1), "b": (0.0, 1)}  # windows long over
+    counter.hit("c", 60)  # two keys held: nothing swept
+    assert list(counter.windows) == ["a", "b", "c"]
+    counter.hit("d", 60)  # three held: the windows that are over go
+    assert list(counter.windows) == ["c", "d"]
+    assert counter.hit("c", 60)[0] == 2
+
+
+def test_a_request_with_no_client_address_is_limited_as_the_address_unknown(client, alice: Account) -> None:
+    """As over a UNIX socket, where the server knows no peer address."""
+    nowhere = TestClient(client.app, client=None)
+    response = nowhere.post("/v1/auth/token", data={"username": alice.username, "password": "wrong"})
+    assert response.status_code == 401
+    windows = client.app.state.limiter.memory.windows
+    assert f"{SETTINGS.rate_limit_prefix}:login:address:unknown" in windows
