@@ -153,6 +153,9 @@ def test_an_unreachable_redis_falls_back_to_limits_in_memory(client, alice: Acco
     with server(REDIS_URL="redis://127.0.0.1:1/0") as base_url, from_address(base_url, "127.0.0.15") as http:
         assert [login(http, alice.username, "wrong password").status_code for _ in range(3)] == [401] * 3
         assert_throttled(login(http, alice.username))
+        log = (WORK_DIR / f"server-{base_url.rpartition(':')[2]}.log").read_text()
+    warning = "Rate limiting in memory, Redis is unavailable: Error 111 connecting to 127.0.0.1:1. Connection refused."
+    assert warning in log.splitlines(), log[-2000:]
 
 
 def test_expired_windows_are_swept_when_a_new_one_starts_with_sweep_at_keys_held() -> None:
