@@ -4,6 +4,7 @@ username: real servers with low limits, counting in memory and, with two workers
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from types import SimpleNamespace
 
 import httpx
 import pytest
@@ -12,6 +13,7 @@ from fastapi.testclient import TestClient
 
 from conftest import DATABASE_URL, PASSWORD, SETTINGS, WORK_DIR, Account, unique_name
 from server import PYTHON, free_port, running, server_env
+from service import ratelimit
 from service.ratelimit import MemoryCounter
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -176,3 +178,14 @@ def test_a_request_with_no_client_address_is_limited_as_the_address_unknown(clie
     assert response.status_code == 401
     windows = client.app.state.limiter.memory.windows
     assert f"{SETTINGS.rate_limit_prefix}:login:address:unknown" in windows
+
+
+def test_retry_after_is_the_seconds_left_rounded_up(client, alice: Account, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ratelimit, "time", SimpleNamespace(monotonic=lambda: 1000.0))
+    limiter = client.app.state.limiter
+    stranger = TestClient(client.app, client=("203.0.113.7", 50000))
+    key = f"{SETTINGS.rate_limit_prefix}:login:username:{alice.username}"
+    for ends, retry_after in ((1000.2, "1"), (1001.0, "1"), (1001.1, "2")):
+        limiter.memory.windows[key] = (ends, limiter.login.count)  # the window full, ending then
+        response = stranger.post("/v1/auth/token", data={"username": alice.username, "password": "wrong"})
+        assert (response.status_code, response.headers["retry-after"]) == (429, retry_after)
