@@ -158,11 +158,13 @@ NOT_UTF_8 = f"{INVALID}: lexical error: invalid bytes in UTF8 string."
         (json.dumps(EXPORT[0]).encode() + b" x", f"{INVALID} after conversation 0: parse error: trailing garbage"),
         (b'[{"title": x}]', f"{INVALID} after conversation 0: lexical error: invalid char in json text."),
         (b'[{"create_time": ' + b"1" * 65 + b"}]", "the upload: a number of more than 64 characters"),
+        (b"0." + b"5" * 62, "the upload: must be a JSON list of conversations, or one conversation"),
     ],
     ids=[
         "empty", "not-json", "not-utf-8", "not-utf-8-among-apostrophes", "trailing-garbage", "an-object", "truncated",
         "no-conversations", "zip-without-export", "broken-zip", "zip-unknown-method", "a-string-of-digits",
         "an-object-then-garbage", "broken-first-conversation", "a-long-number",
+        "a-number-alone",
     ],
 )  # fmt: skip
 def test_a_broken_export_is_422_and_imports_nothing(

@@ -385,6 +385,20 @@ def zip_of(files: dict[str, bytes]) -> bytes:
     return archive.getvalue()
 
 
+def test_a_byte_order_mark_is_dropped_only_at_the_start_of_the_file() -> None:
+    """U+FEFF in a message, its bytes where the reader's second chunk of the file begins."""
+
+    def export(padding: int) -> bytes:
+        node = chatgpt_node("u", "root", "user", text("a" * padding + "\ufeffb"))
+        return b"\xef\xbb\xbf" + json.dumps([chatgpt_conversation([node], "u")], ensure_ascii=False).encode()
+
+    body = export(1000)
+    body = export(1000 + stream.CHUNK - body.index("\ufeff".encode(), 3))
+    assert body.index("\ufeff".encode(), 3) == stream.CHUNK
+    _, [imported] = read(body)
+    assert imported.messages[0].content.endswith("a\ufeffb")
+
+
 def test_a_claude_zip_is_read_and_an_encrypted_member_refused() -> None:
     claude = [{"uuid": "z", "name": "Zipped", "chat_messages": [claude_message("h", "human", [], text="from the zip")]}]
     archive = zip_of({"users.json": b"[]", "projects.json": b"[]", "conversations.json": json.dumps(claude).encode()})
