@@ -52,6 +52,14 @@ def test_a_token_over_its_limit_is_401_unverified(client: TestClient, alice: Acc
     assert response.headers["www-authenticate"] == "Bearer"
 
 
+def test_a_token_of_exactly_the_limit_is_verified(client: TestClient, alice: Account) -> None:
+    claims = jwt.get_unverified_claims(alice.token)
+    # A padding claim makes the token as long as wanted (base64 skips some lengths: try two shapes).
+    tokens = [signed(json.dumps(claims | {"pad": "p" * n, **extra})) for n in range(3000) for extra in ({}, {"q": 1})]
+    longest = next(token for token in tokens if len(token) == SETTINGS.max_token_bytes)
+    assert client.get("/v1/auth/me", headers=bearer(longest)).status_code == 200
+
+
 def test_junk_tokens_leave_nothing_in_the_verified_tokens(client: TestClient, alice: Account) -> None:
     verified = client.app.state.signer.verified
     assert client.get("/v1/auth/me", headers=alice.headers).status_code == 200
@@ -219,6 +227,9 @@ def test_a_cached_token_is_refused_from_the_moment_it_expires(
     assert client.get("/v1/auth/me", headers=alice.headers).status_code == 200
     cached = signer.verified.get(alice.token)  # its signature checked once, then kept
     assert cached == AccessClaims(alice.id, cached.generation, cached.session_id, cached.expires)
+    held = signer.verified.bytes
+    assert client.get("/v1/auth/me", headers=alice.headers).status_code == 200
+    assert signer.verified.bytes == held  # found there, not kept twice
     monkeypatch.setattr(security, "time", SimpleNamespace(time=lambda: cached.expires - 0.001))
     assert client.get("/v1/auth/me", headers=alice.headers).status_code == 200
     monkeypatch.setattr(security, "time", SimpleNamespace(time=lambda: cached.expires))
