@@ -12,9 +12,10 @@ test files named, for a quick first pass over mutants not run yet (a mutant they
 catch keeps no verdict, for `mutmut run` to test with all the tests that reach it):
 
     python .ci/mutation_check.py 'service.request_log*' --within tests/test_observability_app.py
- With TEST_DATABASE_URL set, on PostgreSQL: for code only
-PostgreSQL runs, a survivor of the SQLite run checked there. Run from the
-checkout holding `mutants/`; the tests are taken from there too (copy new ones in first).
+
+With TEST_DATABASE_URL set, on PostgreSQL: for code only PostgreSQL runs, a survivor of the
+SQLite run checked there. Run from the checkout holding `mutants/`; the tests are taken
+from there too (copy new ones in first).
 Mutants already caught are left out; one no test caught keeps the verdict it had."""
 
 import fnmatch

@@ -55,7 +55,7 @@ def test_a_token_over_its_limit_is_401_unverified(client: TestClient, alice: Acc
 def test_a_token_of_exactly_the_limit_is_verified(client: TestClient, alice: Account) -> None:
     claims = jwt.get_unverified_claims(alice.token)
     # A padding claim makes the token as long as wanted (base64 skips some lengths: try two shapes).
-    tokens = [signed(json.dumps(claims | {"pad": "p" * n, **extra})) for n in range(3000) for extra in ({}, {"q": 1})]
+    tokens = (signed(json.dumps(claims | {"pad": "p" * n, **extra})) for n in range(3000) for extra in ({}, {"q": 1}))
     longest = next(token for token in tokens if len(token) == SETTINGS.max_token_bytes)
     assert client.get("/v1/auth/me", headers=bearer(longest)).status_code == 200
 

@@ -163,8 +163,7 @@ NOT_UTF_8 = f"{INVALID}: lexical error: invalid bytes in UTF8 string."
     ids=[
         "empty", "not-json", "not-utf-8", "not-utf-8-among-apostrophes", "trailing-garbage", "an-object", "truncated",
         "no-conversations", "zip-without-export", "broken-zip", "zip-unknown-method", "a-string-of-digits",
-        "an-object-then-garbage", "broken-first-conversation", "a-long-number",
-        "a-number-alone",
+        "an-object-then-garbage", "broken-first-conversation", "a-long-number", "a-number-alone",
     ],
 )  # fmt: skip
 def test_a_broken_export_is_422_and_imports_nothing(
