@@ -7,16 +7,17 @@ run, without running every test that reaches each function again:
     python .ci/mutation_check.py 'chat_store.x_update_chat__mutmut_*' -- tests/test_chats.py::test_x
 
 With no tests named after `--`, each mutant runs the tests mutmut's run found reaching its
-function (as `mutmut run` does), the quickest first; `--within FILE...` keeps those of the
-test files named, for a quick first pass over mutants not run yet (a mutant they do not
-catch keeps no verdict, for `mutmut run` to test with all the tests that reach it):
+function, the quickest first, and records a survivor too, as `mutmut run` does (which,
+given names, runs again those that have a verdict: this runs only those without one).
+`--within FILE...` keeps those of the test files named, for a quick first pass (a mutant
+they do not catch keeps no verdict, to be tested with all the tests that reach it):
 
     python .ci/mutation_check.py 'service.request_log*' --within tests/test_observability_app.py
 
 With TEST_DATABASE_URL set, on PostgreSQL: for code only PostgreSQL runs, a survivor of the
 SQLite run checked there. Run from the checkout holding `mutants/`; the tests are taken
 from there too (copy new ones in first).
-Mutants already caught are left out; one no test caught keeps the verdict it had."""
+Mutants already caught are left out; one no test named caught keeps the verdict it had."""
 
 import fnmatch
 import json
@@ -49,12 +50,12 @@ def main(arguments: list[str]) -> None:
     if "--within" in patterns:
         patterns, within = patterns[: patterns.index("--within")], patterns[patterns.index("--within") + 1 :]
     metas = {meta: json.loads(meta.read_text()) for meta in Path("mutants").rglob("*.py.meta")}
-    names = {  # those the patterns match that no test has caught yet
+    names = {  # those the patterns match that have no verdict, or survived the run (for tests named)
         name: meta
         for meta, data in metas.items()
         for name, code in data["exit_code_by_key"].items()
         if code not in ALREADY_CAUGHT
-        and (code is None or not within)
+        and (code is None or tests)
         and any(fnmatch.fnmatch(name, pattern) for pattern in patterns)
     }
     root = Path.cwd()
@@ -95,9 +96,10 @@ def main(arguments: list[str]) -> None:
         code = os.waitstatus_to_exitcode(os.waitpid(child, 0)[1])
         # Only a failed test or the CPU limit counts: an error inside pytest is not a verdict.
         print(f"{VERDICTS.get(code, 'error'):10} {name} (exit code {code})", flush=True)
-        if code in (CAUGHT, OVER_CPU_LIMIT):
-            # Recorded at once, so that a check stopped midway keeps what it found.
-            caught += 1
+        # Recorded at once, so that a check stopped midway keeps what it found. A survivor
+        # is a verdict only where every test reaching the mutant ran, as in `mutmut run`.
+        if code in (CAUGHT, OVER_CPU_LIMIT) or (code == 0 and not tests and not within):
+            caught += code != 0
             metas[names[name]]["exit_code_by_key"][name] = code
             (root / names[name]).write_text(json.dumps(metas[names[name]], indent=4))
     print(f"{caught} of {len(names)} caught, recorded in mutants/")

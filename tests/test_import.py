@@ -576,6 +576,15 @@ def test_an_import_bridges_over_a_message_over_the_limit_and_skips_a_conversatio
     assert before <= created <= datetime.now(UTC)  # no time in the export: now, in UTC
 
 
+def test_a_message_without_a_time_takes_its_conversations(client: TestClient, alice: Account) -> None:
+    half_timed = conversation("Half timed", [("user", "when?"), ("assistant", "then")], "h")
+    half_timed["mapping"]["n0"]["message"]["create_time"] = None
+    result = post_import(client, alice, {"json": [half_timed]}).json()
+    chat = client.get(f"/v1/chats/{result['chats'][0]['id']}", headers=alice.headers).json()
+    times = [datetime.fromisoformat(m["created_at"]) for m in chat["messages"]]
+    assert times == [datetime.fromtimestamp(T0, UTC), datetime.fromtimestamp(T0 + 1, UTC)]
+
+
 def test_titles_are_trimmed_cut_to_200_characters_or_made_up(client: TestClient, alice: Account) -> None:
     def titles(conversations: list[dict]) -> None:
         conversations[0]["title"] = "  " + "長" * 250 + "  "

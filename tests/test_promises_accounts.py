@@ -57,6 +57,30 @@ def test_a_refresh_token_lives_refresh_token_expire_days_and_each_refresh_starts
     assert before + lifetime <= session_expiry(refreshed.json()["refresh_token"]) <= datetime.now(UTC) + lifetime
 
 
+def test_an_account_and_its_session_are_timed_in_utc_whatever_the_servers_time_zone(
+    client: TestClient, far_time_zone: None
+) -> None:
+    username = unique_name("zone")
+    before = datetime.now(UTC)
+    body = {"email": f"{username}@example.com", "username": username, "password": PASSWORD}
+    registered = client.post("/v1/auth/register", json=body)
+    assert registered.status_code == 201, registered.text
+    assert before <= datetime.fromisoformat(registered.json()["created_at"]) <= datetime.now(UTC)
+    lifetime = timedelta(days=settings.refresh_token_expire_days)
+    before = datetime.now(UTC)
+    first = login(client, username)["refresh_token"]
+    assert before + lifetime <= session_expiry(first) <= datetime.now(UTC) + lifetime
+    # A session an hour from its end is not taken for an expired one when its user logs in again.
+    with engine.begin() as connection:
+        connection.execute(
+            AuthSession.__table__.update()
+            .where(AuthSession.id == first.split(".")[0])
+            .values(expires_at=datetime.now(UTC) + timedelta(hours=1))
+        )
+    login(client, username)
+    assert client.post("/v1/auth/refresh", json={"refresh_token": first}).status_code == 200
+
+
 def test_after_logout_the_access_token_in_hand_works_until_it_expires(client: TestClient, alice: Account) -> None:
     tokens = login(client, alice.username)
     headers = {"Authorization": f"Bearer {tokens['access_token']}"}

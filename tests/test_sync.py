@@ -56,6 +56,18 @@ def test_every_change_is_listed_in_order_with_tombstones(client: TestClient, ali
     assert changes(client, alice, page["cursor"]) == {"data": [], "cursor": page["cursor"], "has_more": False}
 
 
+def test_a_chat_created_with_its_messages_lists_each_of_them(client: TestClient, alice: Account) -> None:
+    start = changes(client, alice)["cursor"]
+    body = {"title": "Whole", "messages": [{"role": "user", "content": "one"}, {"role": "assistant", "content": "two"}]}
+    chat = client.post("/v1/chats/", json=body, headers=alice.headers).json()["id"]
+    one, two = (m["id"] for m in client.get(f"/v1/chats/{chat}", headers=alice.headers).json()["messages"])
+    assert entries(changes(client, alice, start)) == [
+        ("chat", chat, chat, "created"),
+        ("message", one, chat, "created"),
+        ("message", two, chat, "created"),
+    ]
+
+
 def test_pages_follow_one_another(client: TestClient, alice: Account) -> None:
     start = changes(client, alice)["cursor"]
     for i in range(7):
@@ -207,8 +219,12 @@ def test_times_are_utc_whatever_the_servers_time_zone(client: TestClient, alice:
     h = alice.headers
     key = client.post("/v1/auth/keys", json={"name": "zone", "scopes": ["read"]}, headers=h).json()
     assert recent(key["created_at"]), key
-    chat = client.post("/v1/chats/", json={"title": "Zones"}, headers=h).json()["id"]
     start = changes(client, alice)["cursor"]
+    with_message = {"title": "Zones", "messages": [{"role": "user", "content": "hi"}]}
+    created = client.post("/v1/chats/", json=with_message, headers=h)
+    chat = created.json()["id"]
+    assert recent(created.json()["created_at"]) and recent(created.json()["updated_at"])
+    assert recent(client.get(f"/v1/chats/{chat}", headers=h).json()["messages"][0]["created_at"])
     client.post("/v1/chats/bulk", json={"ids": [chat], "action": "pin"}, headers=h)
     assert recent(client.get(f"/v1/chats/{chat}", headers=h).json()["updated_at"])
     client.patch(f"/v1/chats/{chat}", json={"title": "Zones, renamed"}, headers=h)
@@ -220,12 +236,13 @@ def test_times_are_utc_whatever_the_servers_time_zone(client: TestClient, alice:
     client.post(f"/v1/chats/{chat}/restore", headers=h)
     logged = changes(client, alice, start)["data"]
     assert [entry["change"] for entry in logged] == [
+        *["created", "created"],  # created with a message
         "updated",  # pinned
         "updated",  # renamed
         *["created", "created", "updated"],  # two messages added
         *["updated", "updated"],  # one edited
         *["deleted", "updated"],  # one deleted
         "deleted",  # to the trash
-        *["created", "created"],  # restored, with its message
+        *["created", "created", "created"],  # restored, with its two messages
     ]
     assert all(recent(entry["at"]) for entry in logged), logged

@@ -281,18 +281,33 @@ def test_export_json_carries_the_tree_and_recreates_it(
     assert {m["content"] for m in everything[0]["messages"]} >= {"q2 edited", "a2 edited", "q2", "a2"}
 
 
+EARLIER = "must be the id of an earlier message of the list"
+
+
 @pytest.mark.parametrize(
-    "messages",
+    ("messages", "where", "why"),
     [
-        [{"role": "user", "content": "a", "id": 1}, {"role": "user", "content": "b", "id": 1}],
-        [{"role": "user", "content": "a", "id": 1, "parent_id": 2}, {"role": "user", "content": "b", "id": 2}],
-        [{"role": "user", "content": "a", "id": 1, "parent_id": 1}],
+        (
+            [{"role": "user", "content": "a", "id": 1}, {"role": "user", "content": "b", "id": 1}],
+            [1, "id"],
+            "must be unique within the list",
+        ),
+        (
+            [{"role": "user", "content": "a", "id": 1, "parent_id": 2}, {"role": "user", "content": "b", "id": 2}],
+            [0, "parent_id"],
+            EARLIER,
+        ),
+        ([{"role": "user", "content": "a", "id": 1, "parent_id": 1}], [0, "parent_id"], EARLIER),
     ],
+    ids=["an id twice", "a later parent", "its own parent"],
 )
-def test_a_tree_that_names_no_earlier_message_is_422(client: TestClient, alice: Account, messages: list) -> None:
+def test_a_tree_that_names_no_earlier_message_is_422(
+    client: TestClient, alice: Account, messages: list, where: list, why: str
+) -> None:
     before = client.get("/v1/chats/", headers=alice.headers).json()
     response = client.post("/v1/chats/", json={"title": "t", "messages": messages}, headers=alice.headers)
     assert response.status_code == 422
+    assert response.json()["detail"] == [{"type": "value_error", "loc": ["body", "messages", *where], "msg": why}]
     assert client.get("/v1/chats/", headers=alice.headers).json() == before
 
 
