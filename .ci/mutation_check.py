@@ -31,6 +31,7 @@ from mutation_score import CAUGHT as ALREADY_CAUGHT
 
 CAUGHT = 1  # pytest's (and mutmut's) exit code for "a test failed"
 OVER_CPU_LIMIT = -signal.SIGXCPU
+MEMORY_LIMIT = 6 * 2**30  # bytes of address space; a test process takes under 2 GiB
 VERDICTS = {CAUGHT: "caught", OVER_CPU_LIMIT: "caught", 0: "not caught"}
 
 
@@ -88,6 +89,9 @@ def main(arguments: list[str]) -> None:
             # A mutant that loops is stopped as mutmut stops it, by a CPU limit (SIGXCPU).
             limit = 60 + 10 * int(sum(duration.get(test, 1) for test in tests_of(name)))
             resource.setrlimit(resource.RLIMIT_CPU, (limit, limit))
+            # One that grows without end (a loop in a message tree) fails on a MemoryError
+            # before the machine runs out of memory.
+            resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
             os.environ["MUTANT_UNDER_TEST"] = name
             quiet = os.open(os.devnull, os.O_WRONLY)
             os.dup2(quiet, 1)

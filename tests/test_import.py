@@ -331,6 +331,7 @@ def test_import_the_sample_export(client: TestClient, alice: Account, way: str) 
     ]
 
     kyoto = client.get(f"/v1/chats/{result['chats'][0]['id']}", headers=alice.headers).json()
+    assert result["chats"][0] == {field: kyoto[field] for field in result["chats"][0]}  # answered as stored
     # The branch that ends at current_node: the edited question, the answer not regenerated away.
     assert [(m["role"], m["content"], m["model"]) for m in kyoto["messages"]] == [
         ("user", 'Plan 2 days in 京都, please.\r\nI like\ttemples & "quiet" places.', None),

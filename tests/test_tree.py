@@ -311,6 +311,16 @@ def test_a_tree_that_names_no_earlier_message_is_422(
     assert client.get("/v1/chats/", headers=alice.headers).json() == before
 
 
+def test_a_current_message_id_naming_none_of_the_messages_is_422(client: TestClient, alice: Account) -> None:
+    before = client.get("/v1/chats/", headers=alice.headers).json()
+    body = {"title": "t", "messages": [{"role": "user", "content": "a", "id": 1}], "current_message_id": 2}
+    response = client.post("/v1/chats/", json=body, headers=alice.headers)
+    assert response.status_code == 422
+    why = "must be the id of one of the messages"
+    assert response.json()["detail"] == [{"type": "value_error", "loc": ["body", "current_message_id"], "msg": why}]
+    assert client.get("/v1/chats/", headers=alice.headers).json() == before
+
+
 def test_search_finds_every_branch(client: TestClient, alice: Account, chat_id: int, line: list) -> None:
     post(client, alice, chat_id, "a hidden quokka branch", parent_id=line[0]["id"])
     client.patch(f"/v1/chats/{chat_id}", json={"current_message_id": line[-1]["id"]}, headers=alice.headers)
