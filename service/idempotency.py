@@ -58,13 +58,13 @@ class Retryable:
     status_code: int
 
 
-def retryable(key: str | None, operation: str, *body: str, status_code: int = 201) -> Retryable | None:
+def retryable(key: str | None, operation: str, *body: str | bytes, status_code: int = 201) -> Retryable | None:
     """What identifies this request if it carries a key: the operation and its body."""
     if key is None:
         return None
     digest = sha256(operation.encode())
     for part in body:
-        digest.update(b"\0" + part.encode())
+        digest.update(b"\0" + (part.encode() if isinstance(part, str) else part))
     return Retryable(key, digest.hexdigest(), status_code)
 
 

@@ -68,8 +68,11 @@ def test_an_account_and_its_session_are_timed_in_utc_whatever_the_servers_time_z
     assert before <= datetime.fromisoformat(registered.json()["created_at"]) <= datetime.now(UTC)
     lifetime = timedelta(days=settings.refresh_token_expire_days)
     before = datetime.now(UTC)
-    first = login(client, username)["refresh_token"]
+    tokens = login(client, username)
+    first = tokens["refresh_token"]
     assert before + lifetime <= session_expiry(first) <= datetime.now(UTC) + lifetime
+    claims = jwt.get_unverified_claims(tokens["access_token"])
+    assert before.replace(microsecond=0).timestamp() <= claims["iat"] <= datetime.now(UTC).timestamp()
     # A session an hour from its end is not taken for an expired one when its user logs in again.
     with engine.begin() as connection:
         connection.execute(
