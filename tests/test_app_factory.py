@@ -1,8 +1,10 @@
 """Settings are resolved when an app is built: one pytest run can build apps with other
 settings, on either engine, side by side, without touching the environment."""
 
+import asyncio
 import os
 import secrets
+import threading
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,6 +20,7 @@ from config import Settings
 from conftest import PASSWORD, SERVER_URL, SETTINGS
 from main import create_app
 from models import AuthSession, User
+from security import PasswordHasher
 
 
 def register_and_log_in(client: TestClient) -> int:
@@ -25,6 +28,34 @@ def register_and_log_in(client: TestClient) -> int:
     body = {"email": f"{username}@example.com", "username": username, "password": PASSWORD}
     assert client.post("/v1/auth/register", json=body).status_code == 201
     return client.post("/v1/auth/token", data={"username": username, "password": PASSWORD}).status_code
+
+
+def test_passwords_hash_one_at_a_time_per_core_in_threads_of_their_own() -> None:
+    """docs/security.md: one hash at a time per core, in threads of their own."""
+
+    def threads_started_by(work: object) -> list[str]:
+        before = set(threading.enumerate())
+        asyncio.run(work)
+        return sorted(thread.name for thread in threading.enumerate() if thread not in before)
+
+    per_core = [f"argon2_{i}" for i in range(os.cpu_count() or 1)]
+    hasher, checker = PasswordHasher(SETTINGS), PasswordHasher(SETTINGS)
+    passwords = [f"password {i}" for i in range(3 * len(per_core))]
+    hashes: list[str] = []
+
+    async def hash_all() -> None:
+        hashes.extend(await asyncio.gather(*map(hasher.hash, passwords)))
+
+    async def verify_all() -> None:
+        verified = await asyncio.gather(*map(checker.verify, passwords, hashes))
+        assert [matches for matches, _ in verified] == [True] * len(passwords)
+
+    try:
+        assert threads_started_by(hash_all()) == per_core
+        assert threads_started_by(verify_all()) == per_core
+    finally:
+        hasher.close()
+        checker.close()
 
 
 def test_an_app_with_other_settings_in_the_same_process(tmp_path: Path) -> None:

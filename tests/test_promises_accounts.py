@@ -1,5 +1,6 @@
 """README promises about accounts and sessions, at the precision the README states them."""
 
+import base64
 from datetime import UTC, datetime, timedelta
 
 from fastapi.testclient import TestClient
@@ -10,6 +11,7 @@ from conftest import ENGINE as engine
 from conftest import PASSWORD, Account, unique_name
 from conftest import SETTINGS as settings
 from models import AuthSession
+from service.rules import KEY_PREFIX
 
 
 def login(client: TestClient, username: str, password: str = PASSWORD) -> dict:
@@ -82,6 +84,21 @@ def test_an_account_and_its_session_are_timed_in_utc_whatever_the_servers_time_z
         )
     login(client, username)
     assert client.post("/v1/auth/refresh", json={"refresh_token": first}).status_code == 200
+
+
+def test_token_ids_session_ids_secrets_and_api_keys_carry_the_random_bits_promised(
+    client: TestClient, alice: Account
+) -> None:
+    def random_bits(text: str) -> int:
+        return 8 * len(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+
+    tokens = login(client, alice.username)
+    session_id, secret = tokens["refresh_token"].split(".")
+    jti = jwt.get_unverified_claims(tokens["access_token"])["jti"]
+    key = client.post("/v1/auth/keys", json={"name": "bits", "scopes": ["read"]}, headers=alice.headers).json()["key"]
+    assert key.startswith(KEY_PREFIX)
+    found = [random_bits(part) for part in (jti, session_id, secret, key.removeprefix(KEY_PREFIX))]
+    assert found == [96, 128, 256, 256]
 
 
 def test_after_logout_the_access_token_in_hand_works_until_it_expires(client: TestClient, alice: Account) -> None:
