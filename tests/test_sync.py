@@ -246,3 +246,6 @@ def test_times_are_utc_whatever_the_servers_time_zone(client: TestClient, alice:
         *["created", "created", "created"],  # restored, with its two messages
     ]
     assert all(recent(entry["at"]) for entry in logged), logged
+    start = changes(client, alice)["cursor"]
+    client.delete(f"/v1/chats/{chat}?permanent=true", headers=h)
+    assert [(e["change"], recent(e["at"])) for e in changes(client, alice, start)["data"]] == [("deleted", True)]

@@ -126,19 +126,23 @@ def test_delete_all_moves_more_chats_than_one_statement_updates(client: TestClie
         assert conn.scalar(live) == 0
 
 
-def test_the_purge_deletes_what_stayed_in_the_trash_too_long(client: TestClient, alice: Account) -> None:
-    old, recent, live = (new_chat(client, alice, title, "text") for title in ("old", "recent", "live"))
-    client.delete(f"/v1/chats/{old}", headers=alice.headers)
-    client.delete(f"/v1/chats/{recent}", headers=alice.headers)
+def test_the_purge_deletes_what_stayed_in_the_trash_too_long(
+    client: TestClient, alice: Account, far_time_zone: None
+) -> None:
+    titles = ("old", "nearly", "recent", "live")
+    old, nearly, recent, live = (new_chat(client, alice, title, "text") for title in titles)
+    for chat in (old, nearly, recent):
+        client.delete(f"/v1/chats/{chat}", headers=alice.headers)
     now = datetime.now(UTC)
     with engine.begin() as conn:
         long_ago = now - timedelta(days=settings.trash_days, hours=1)
         conn.execute(update(Chat).where(Chat.id == old).values(trashed_at=long_ago))
+        conn.execute(update(Chat).where(Chat.id == nearly).values(trashed_at=long_ago + timedelta(hours=2)))
         conn.execute(update(Chat).where(Chat.id == recent).values(trashed_at=now - timedelta(days=1)))
     with engine.begin() as conn:
         assert chat_store.purge_expired(conn, settings.trash_days) >= 1
     assert stored(Chat, id=old) == 0 and stored(Message, chat_id=old) == 0
-    assert ids(client.get("/v1/chats/?trashed=true", headers=alice.headers)) == [recent]
+    assert ids(client.get("/v1/chats/?trashed=true", headers=alice.headers)) == [recent, nearly]
     assert ids(client.get("/v1/chats/", headers=alice.headers)) == [live]
 
 
