@@ -38,8 +38,13 @@ def login(client: TestClient | httpx.Client, account: Account) -> dict:
 # --- 2. the request head is bounded, and junk tokens are never kept
 
 
-def test_an_oversized_head_is_431_before_any_work(client: TestClient) -> None:
-    response = client.get("/v1/auth/me", headers=bearer("x" * (1024 * 1024)))
+@pytest.mark.parametrize("where", ["header", "query", "path"])
+def test_an_oversized_head_is_431_before_any_work(client: TestClient, where: str) -> None:
+    pad = "x" * (SETTINGS.max_head_bytes + 1)
+    if where == "header":
+        response = client.get("/v1/auth/me", headers=bearer("x" * (1024 * 1024)))
+    else:
+        response = client.get(f"/v1/auth/me?pad={pad}" if where == "query" else f"/v1/{pad}")
     assert response.status_code == 431
     assert response.json() == {"detail": f"Request line and headers are larger than {SETTINGS.max_head_bytes} bytes"}
     assert response.headers["x-content-type-options"] == "nosniff"
