@@ -98,7 +98,7 @@ def main(arguments: list[str]) -> None:
             os.dup2(quiet, 2)
             os._exit(int(pytest.main(["-x", "-q", "-p", "no:cacheprovider", *tests_of(name)])))
         code = os.waitstatus_to_exitcode(os.waitpid(child, 0)[1])
-        # Only a failed test or the CPU limit counts: an error inside pytest is not a verdict.
+        # A failed test or the CPU limit is a catch; an error inside pytest is not a verdict.
         print(f"{VERDICTS.get(code, 'error'):10} {name} (exit code {code})", flush=True)
         # Recorded at once, so that a check stopped midway keeps what it found. A survivor
         # is a verdict only where every test reaching the mutant ran, as in `mutmut run`.
