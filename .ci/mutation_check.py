@@ -19,6 +19,7 @@ SQLite run checked there. Run from the checkout holding `mutants/`; the tests ar
 from there too (copy new ones in first).
 Mutants already caught are left out; one no test named caught keeps the verdict it had."""
 
+import fcntl
 import fnmatch
 import json
 import os
@@ -42,6 +43,18 @@ class Collected:
 
     def pytest_collection_finish(self, session: object) -> None:
         self.ids = frozenset(item.nodeid for item in session.items)
+
+
+def record(meta: Path, name: str, code: int) -> None:
+    """Writes one verdict into its meta file, read again under a lock: two checks of one
+    module (their mutants split by pattern) may run side by side."""
+    with meta.open("r+") as file:
+        fcntl.flock(file, fcntl.LOCK_EX)
+        data = json.load(file)
+        data["exit_code_by_key"][name] = code
+        file.seek(0)
+        file.truncate()
+        file.write(json.dumps(data, indent=4))
 
 
 def main(arguments: list[str]) -> None:
@@ -104,8 +117,7 @@ def main(arguments: list[str]) -> None:
         # is a verdict only where every test reaching the mutant ran, as in `mutmut run`.
         if code in (CAUGHT, OVER_CPU_LIMIT) or (code == 0 and not tests and not within):
             caught += code != 0
-            metas[names[name]]["exit_code_by_key"][name] = code
-            (root / names[name]).write_text(json.dumps(metas[names[name]], indent=4))
+            record(root / names[name], name, code)
     print(f"{caught} of {len(names)} caught, recorded in mutants/")
 
 

@@ -138,6 +138,9 @@ def test_a_lone_surrogate_is_422_not_500(client: TestClient, alice: Account, cha
         f"/v1/chats/{chat_id}/message", content=raw, headers={**alice.headers, "Content-Type": "application/json"}
     )
     assert response.status_code == 422
+    assert [(error["loc"], error["msg"]) for error in response.json()["detail"]] == [
+        (["body", "content"], "Value error, is not valid Unicode (a lone surrogate)")
+    ]
     assert stored_messages(chat_id) == 0
 
 

@@ -23,6 +23,7 @@ from main import create_app
 from models import User
 from security import AccessClaims, VerifiedTokens
 from server import main_py
+from service.rules import MAX_ID
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -48,6 +49,17 @@ def test_an_oversized_head_is_431_before_any_work(client: TestClient, where: str
     assert response.status_code == 431
     assert response.json() == {"detail": f"Request line and headers are larger than {SETTINGS.max_head_bytes} bytes"}
     assert response.headers["x-content-type-options"] == "nosniff"
+
+
+def test_a_head_of_exactly_the_limit_is_served_and_one_byte_more_is_431(client: TestClient, alice: Account) -> None:
+    def head_of(pad: int) -> httpx.Request:
+        return client.build_request("GET", "/v1/auth/me", headers=alice.headers | {"x-pad": "p" * pad})
+
+    # What the bound counts: the path, the query and every header's name and value.
+    counted = len("/v1/auth/me") + sum(len(name) + len(value) for name, value in head_of(0).headers.raw)
+    exact = head_of(SETTINGS.max_head_bytes - counted)
+    assert client.send(exact).status_code == 200
+    assert client.send(head_of(SETTINGS.max_head_bytes - counted + 1)).status_code == 431
 
 
 def test_a_token_over_its_limit_is_401_unverified(client: TestClient, alice: Account) -> None:
@@ -216,12 +228,14 @@ def test_the_signing_helper_makes_tokens_the_app_accepts(client: TestClient, ali
     assert client.get("/v1/auth/me", headers=bearer(signed(json.dumps(last)))).status_code == 200
 
 
-def test_a_token_of_generation_0_is_accepted(client: TestClient, alice: Account) -> None:
-    """Accounts made before generations were random start at 0 (the column's default)."""
+@pytest.mark.parametrize("generation", [0, MAX_ID])
+def test_a_token_of_generation_0_or_the_last_is_accepted(client: TestClient, alice: Account, generation: int) -> None:
+    """Accounts made before generations were random start at 0 (the column's default); the
+    column holds up to MAX_ID."""
     with ENGINE.begin() as conn:
-        conn.execute(update(User).where(User.id == alice.id).values(token_generation=0))
+        conn.execute(update(User).where(User.id == alice.id).values(token_generation=generation))
     token = login(client, alice)["access_token"]
-    assert jwt.get_unverified_claims(token)["gen"] == 0
+    assert jwt.get_unverified_claims(token)["gen"] == generation
     assert client.get("/v1/auth/me", headers=bearer(token)).json()["username"] == alice.username
 
 

@@ -140,6 +140,9 @@ def test_requests_are_counted_by_route_template_method_and_status(metered: TestC
     # read reads once more.
     assert counted(before, after, "db_transaction_seconds_count", kind="write") == 3
     assert counted(before, after, "db_transaction_seconds_count", kind="read") == 3 + 1 + 2
+    # Each under the 30 s bucket: a duration, not a clock reading.
+    for kind, count in (("write", 3), ("read", 3 + 1 + 2)):
+        assert counted(before, after, "db_transaction_seconds_bucket", kind=kind, le="30.0") == count
     # Only PostgreSQL's transactions queue for a pooled connection; each wait is a duration
     # (under the 5 s bucket), not a clock reading.
     waits = counted(before, after, "db_pool_wait_seconds_count")
