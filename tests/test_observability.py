@@ -372,3 +372,13 @@ def test_without_log_format_json_no_request_lines_are_written(client: TestClient
         assert httpx.get(f"{base_url}/healthz", headers={"X-Request-ID": request_id}).status_code == 200
         time.sleep(0.2)
         assert request_id not in log.read_text()
+
+
+def test_a_first_start_logs_each_migration_it_runs(fresh_database_url: str, tmp_path: Path) -> None:
+    migrations = sorted(path.name for path in (Path(__file__).parent.parent / "alembic" / "versions").glob("0*.py"))
+    with main_py(tmp_path, DATABASE_URL=fresh_database_url, SECRET_KEY="s" * 48) as (base_url, log):
+        assert httpx.get(f"{base_url}/readyz").status_code == 200
+    upgrades = [line for line in log.read_text().splitlines() if "Running upgrade" in line]
+    # alembic's own lines, in the format alembic.ini sets up, one per migration in order.
+    assert [line.partition("-> ")[2][:4] for line in upgrades] == [name[:4] for name in migrations]
+    assert all(line.startswith("INFO  [alembic.runtime.migration] Running upgrade") for line in upgrades)
