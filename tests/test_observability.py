@@ -19,7 +19,7 @@ from sqlalchemy import create_engine, make_url, text
 from test_import import conversation
 
 from conftest import DATABASE_URL, PASSWORD, SERVER_URL, SETTINGS, WORK_DIR, Account, unique_name
-from server import PYTHON, free_port, main_py, running, server_env, serving_pid
+from server import PYTHON, ROOT, free_port, main_py, running, server_env, serving_pid
 
 METRICS_TOKEN = "metrics-" + uuid.uuid4().hex
 GENERATED_ID = re.compile(r"[0-9a-f]{32}")
@@ -375,7 +375,7 @@ def test_without_log_format_json_no_request_lines_are_written(client: TestClient
 
 
 def test_a_first_start_logs_each_migration_it_runs(fresh_database_url: str, tmp_path: Path) -> None:
-    migrations = sorted(path.name for path in (Path(__file__).parent.parent / "alembic" / "versions").glob("0*.py"))
+    migrations = sorted(path.name for path in (ROOT / "alembic" / "versions").glob("0*.py"))
     with main_py(tmp_path, DATABASE_URL=fresh_database_url, SECRET_KEY="s" * 48) as (base_url, log):
         assert httpx.get(f"{base_url}/readyz").status_code == 200
     upgrades = [line for line in log.read_text().splitlines() if "Running upgrade" in line]

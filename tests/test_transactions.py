@@ -1,5 +1,7 @@
 """The transaction runner (database.Database) on the suite's database, driven directly: a
-write is all or nothing, and on PostgreSQL a worker holds DB_POOL_SIZE connections at once."""
+write is all or nothing, and is run again only on a new connection after the server closed
+its own; on PostgreSQL a worker holds DB_POOL_SIZE connections at once, and a time read is
+UTC whatever the session's time zone."""
 
 import asyncio
 import time
@@ -13,9 +15,16 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
 import account_store
+from config import Settings
 from conftest import ENGINE, SERVER_URL
 from database import Database
 from models import User
+
+
+def with_url_query(settings: Settings, **query: str) -> Settings:
+    """The settings with `query` added to the database URL: a PostgreSQL connection's options."""
+    url = make_url(settings.database_url).update_query_dict(query)
+    return settings.model_copy(update={"database_url": url.render_as_string(hide_password=False)})
 
 
 class Refused(Exception):
@@ -46,10 +55,8 @@ def test_a_write_that_fails_after_it_has_written_leaves_nothing(client: TestClie
 @pytest.mark.skipif(not SERVER_URL, reason="PostgreSQL's pool (SQLite's transactions run inline, one at a time)")
 def test_a_worker_runs_db_pool_size_transactions_at_once_and_queues_the_rest(client: TestClient) -> None:
     size, name = 7, f"pool_{uuid.uuid4().hex[:10]}"
-    url = make_url(client.app.state.settings.database_url).update_query_dict({"application_name": name})
-    settings = client.app.state.settings.model_copy(
-        update={"database_url": url.render_as_string(hide_password=False), "db_pool_size": size}
-    )
+    named = with_url_query(client.app.state.settings, application_name=name)
+    settings = named.model_copy(update={"db_pool_size": size})
     connections = text("SELECT count(*) FROM pg_stat_activity WHERE application_name = :name")
 
     def wait_for_the_others(conn: Connection) -> int:
@@ -72,8 +79,7 @@ def test_a_worker_runs_db_pool_size_transactions_at_once_and_queues_the_rest(cli
 @pytest.mark.skipif(not SERVER_URL, reason="PostgreSQL: a write on a connection the server has closed is run again")
 def test_a_write_run_again_on_a_new_connection_is_still_all_or_nothing(client: TestClient) -> None:
     name = f"again_{uuid.uuid4().hex[:10]}"
-    url = make_url(client.app.state.settings.database_url).update_query_dict({"application_name": name})
-    settings = client.app.state.settings.model_copy(update={"database_url": url.render_as_string(hide_password=False)})
+    settings = with_url_query(client.app.state.settings, application_name=name)
     terminate = text("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = :name")
     left = text("SELECT count(*) FROM pg_stat_activity WHERE application_name = :name")
 
@@ -113,8 +119,7 @@ def test_a_statement_that_fails_on_a_live_connection_is_not_run_again(client: Te
 
 @pytest.mark.skipif(not SERVER_URL, reason="PostgreSQL hands back times in the session's time zone")
 def test_a_time_read_in_a_session_of_another_time_zone_is_the_same_utc_instant(client: TestClient) -> None:
-    url = make_url(client.app.state.settings.database_url).update_query_dict({"options": "-c TimeZone=Asia/Tokyo"})
-    settings = client.app.state.settings.model_copy(update={"database_url": url.render_as_string(hide_password=False)})
+    settings = with_url_query(client.app.state.settings, options="-c TimeZone=Asia/Tokyo")
     name = f"zone_{uuid.uuid4().hex[:10]}"
 
     async def created_at() -> datetime:
