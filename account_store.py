@@ -11,7 +11,7 @@ from sqlalchemy import Connection, RowMapping, bindparam, delete, func, insert, 
 
 from models import ApiKey, AuthSession, SpentRefreshToken, User
 from security import new_secret, same_hash, secret_hash
-from service.errors import Conflict, EmailTaken, NotFound, UsernameTaken
+from service.errors import Conflict, EmailTaken, NotAuthenticated, NotFound, UsernameTaken
 from service.rules import KEY_PREFIX, KEY_SHOWN, KEYS_MAX
 
 logger = logging.getLogger(__name__)
@@ -68,11 +68,28 @@ KEYS_OF = select(*KEY_COLUMNS).where(ApiKey.owner_id == bindparam("uid")).order_
 KEY_COUNT = select(func.count()).select_from(ApiKey).where(ApiKey.owner_id == bindparam("uid"))
 REVOKE_KEY = delete(ApiKey).where(ApiKey.id == bindparam("key_id"), ApiKey.owner_id == bindparam("uid"))
 KEY_OWNER = (
-    select(*PUBLIC_COLUMNS, ApiKey.id.label("key_id"), ApiKey.scopes, ApiKey.expires_at, ApiKey.last_used_at)
+    select(
+        *PUBLIC_COLUMNS,
+        User.token_generation,
+        ApiKey.id.label("key_id"),
+        ApiKey.scopes,
+        ApiKey.expires_at,
+        ApiKey.last_used_at,
+    )
     .join(ApiKey, ApiKey.owner_id == User.id)
     .where(ApiKey.key_hash == bindparam("key_hash"))
 )
 KEY_USED = update(ApiKey).where(ApiKey.id == bindparam("key_id")).values(last_used_at=bindparam("now"))
+
+
+@dataclass(frozen=True, slots=True)
+class Owner:
+    """The user a request acts for, as its access token (or API key) names them, not yet
+    read from the database: the statement that reads or writes for them checks that they
+    still exist at this token generation (the hot routes, see deps.chat_owner)."""
+
+    id: int
+    generation: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +105,13 @@ class Grant:
 
 def current_user(conn: Connection, user_id: int, generation: int) -> RowMapping | None:
     return conn.execute(USER_BY_TOKEN, {"user_id": user_id, "generation": generation}).mappings().one_or_none()
+
+
+def check_current(conn: Connection, owner: Owner) -> None:
+    """NotAuthenticated unless the owner's token is still good: after a statement that checks
+    it found nothing, this tells a revoked token (401) from a chat that is not theirs (404)."""
+    if current_user(conn, owner.id, owner.generation) is None:
+        raise NotAuthenticated()
 
 
 def login_of(conn: Connection, username: str) -> tuple[int | None, str | None]:

@@ -5,7 +5,8 @@ Routes are `async def` and hand their database work, a plain function taking a
 is in-process and answers in microseconds, so that work runs inline on the event loop.
 PostgreSQL's runs on the loop too, through psycopg's asyncio connections
 (`AsyncConnection.run_sync`): each round trip is awaited, so it never blocks the loop,
-and no request pays for a hop to a thread and back.
+and no request pays for a hop to a thread and back. Those connections stay open and in
+autocommit mode (see `Database._pooled_transaction`).
 """
 
 import json
@@ -19,7 +20,7 @@ from alembic.config import Config
 from fastapi import Request
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from alembic import command
 from config import Settings
@@ -87,10 +88,10 @@ class Database:
         self.pool_size = settings.db_pool_size
         self.inline = self.engine.dialect.name == "sqlite"
         self._inline_connection: Connection | None = None
-        # PostgreSQL: connections belong to the event loop that opened them, so the pool
-        # is made on first use and closed with the app (`close`).
+        # PostgreSQL: connections belong to the event loop that opened them, so they are
+        # opened on first use and closed with the app (`close`).
         self._pooled: AsyncEngine | None = None
-        self._reader: AsyncEngine | None = None
+        self._idle: list[AsyncConnection] = []
         self.connections = anyio.CapacityLimiter(self.pool_size)
         self._timers = {write: TRANSACTION_SECONDS.labels("write" if write else "read") for write in (False, True)}
 
@@ -126,27 +127,59 @@ class Database:
             self._timers[write].observe(time.perf_counter() - started)
 
     async def _pooled_transaction(self, write: bool, work: Callable[[Connection], T], alone: bool) -> T:
+        """Runs the work on one of at most `pool_size` connections, which stay checked out
+        of SQLAlchemy's pool and in autocommit mode: a checkout and check-in per transaction
+        (events, resetting, switching autocommit on and off) cost more than a short
+        transaction's statements. Under READ COMMITTED every statement of a read-only
+        transaction takes its own snapshot anyway, so a read or a one-statement write
+        needs no BEGIN and COMMIT; a write of several statements sends them itself."""
         if self._pooled is None:
-            url = self.engine.url
             self._pooled = create_async_engine(
-                url, pool_size=self.pool_size, max_overflow=0, json_deserializer=_json_loads
+                self.engine.url,
+                pool_size=self.pool_size,
+                max_overflow=0,
+                isolation_level="AUTOCOMMIT",
+                json_deserializer=_json_loads,
             )
-            # Under READ COMMITTED every statement of a read-only transaction takes its
-            # own snapshot anyway: BEGIN and COMMIT around a read would be two round
-            # trips that change nothing it sees.
-            self._reader = self._pooled.execution_options(isolation_level="AUTOCOMMIT")
-        # The limiter queues transactions first come, first served; the pool's own queue
-        # lets a newcomer take a connection a waiter was woken for, which starves some.
+        # The limiter queues transactions first come, first served, and bounds how many
+        # connections are open: one is opened only when none is idle, so all are in use.
         asked = time.perf_counter()
         async with self.connections:
             POOL_WAIT_SECONDS.observe(time.perf_counter() - asked)
-            async with (self._pooled if write and not alone else self._reader).connect() as conn:
-                return await conn.run_sync(self.transaction, write, work)
+            conn = self._idle.pop() if self._idle else await self._pooled.connect()
+            try:
+                run = self._sent_transaction if write and not alone else self.transaction
+                result = await conn.run_sync(run, write, work)
+            except Exception:
+                if conn.invalidated:
+                    # The server closed it, and most likely every connection as old (a restart).
+                    await self._close_idle()
+                    await conn.close()
+                else:
+                    self._idle.append(conn)
+                raise
+            except BaseException:
+                # Cancelled mid-statement: the connection's state is unknown.
+                with anyio.CancelScope(shield=True):
+                    await conn.invalidate()
+                    await conn.close()
+                raise
+            self._idle.append(conn)
+            return result
+
+    async def _close_idle(self) -> None:
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            await conn.invalidate()
+            await conn.close()
 
     async def close(self) -> None:
         if self._pooled is not None:
+            idle, self._idle = self._idle, []
+            for conn in idle:
+                await conn.close()
             await self._pooled.dispose()
-            self._pooled = self._reader = None
+            self._pooled = None
         if self._inline_connection is not None:
             self._inline_connection.close()
             self._inline_connection = None
@@ -158,6 +191,23 @@ class Database:
         conn.execution_options(write=write)
         with conn.begin():
             return work(conn)
+
+    @staticmethod
+    def _sent_transaction(conn: Connection, write: bool, work: Callable[[Connection], T]) -> T:
+        """`transaction` on a connection in autocommit mode, which sends BEGIN and COMMIT itself."""
+
+        def begun(conn: Connection) -> T:
+            conn.exec_driver_sql("BEGIN")
+            try:
+                result = work(conn)
+            except BaseException:
+                if not conn.invalidated:
+                    conn.exec_driver_sql("ROLLBACK")
+                raise
+            conn.exec_driver_sql("COMMIT")
+            return result
+
+        return Database.transaction(conn, write, begun)
 
     def migrate(self) -> None:
         """Brings the schema to head; env.py serialises concurrent runs with a database lock."""

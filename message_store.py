@@ -18,6 +18,7 @@ from sqlalchemy import (
     RowMapping,
     bindparam,
     delete,
+    exists,
     func,
     insert,
     literal,
@@ -28,6 +29,7 @@ from sqlalchemy import (
     update,
 )
 
+from account_store import Owner, check_current
 from chat_store import (
     CHANGES,
     CHAT_COLUMNS,
@@ -64,6 +66,11 @@ SHOW_LEAF = TOUCH_CHAT.values(current_message_id=bindparam("leaf"))
 SHOW_LEAF_OF_BRANCH = SHOW_LEAF.values(branched=True)
 # The chat as the API shows it, and whether it has branches.
 CHAT_VIEW = select(*CHAT_COLUMNS, CHATS.c.branched).where(*OWNED)
+# The hot statements check the owner's token themselves (see account_store.Owner): its user
+# still exists at the generation it names. No row then means a revoked token or no chat.
+GENERATION = bindparam("generation", type_=USERS.c.token_generation.type)
+READER_CURRENT = exists().where(USERS.c.id == bindparam("owner_id"), USERS.c.token_generation == GENERATION)
+CURRENT_CHAT_VIEW = CHAT_VIEW.where(READER_CURRENT)
 # PostgreSQL: the chat as CHAT_VIEW has it, and (when it has no branches, so that they are
 # its one path) its first `limit` messages, a row each (one row, the message's columns null,
 # when there are none): a chat read in one round trip.
@@ -77,7 +84,7 @@ _FIRST = (
 CHAT_WITH_LINE = (
     select(*CHAT_VIEW.selected_columns, *_FIRST.c)
     .select_from(CHATS.outerjoin(_FIRST, (_FIRST.c.chat_id == CHATS.c.id) & ~CHATS.c.branched))
-    .where(*OWNED)
+    .where(*OWNED, READER_CURRENT)
     .order_by(_FIRST.c.id)
 )
 LAST_MESSAGES = (
@@ -165,7 +172,12 @@ NEWEST_BELOW = select(func.max(DESCENDANTS.subquery().c.id))
 # A message appended below the chat's current leaf. Its values are bound by other names
 # than the columns': in an UPDATE, SQLAlchemy would set any column a value is named after.
 OWNER = bindparam("owner", type_=MESSAGES.c.owner_id.type)
-_OWNED_BY_OWNER = (CHATS.c.id == THE_CHAT, CHATS.c.owner_id == OWNER, CHATS.c.trashed_at.is_(None))
+_OWNED_BY_OWNER = (
+    CHATS.c.id == THE_CHAT,
+    CHATS.c.owner_id == OWNER,
+    CHATS.c.trashed_at.is_(None),
+    exists().where(USERS.c.id == OWNER, USERS.c.token_generation == GENERATION),
+)
 _NEW_COLUMNS = ["chat_id", "owner_id", "parent_id", "role", "content", "name", "model", "metadata", "created_at"]
 _NEW_VALUES = [
     bindparam(f"new_{name}", type_=MESSAGES.c[name].type) for name in ("role", "content", "name", "model", "metadata")
@@ -356,18 +368,20 @@ def add_message(
 
 
 @one_statement
-def append_to_leaf(conn: Connection, owner_id: int, chat_id: int, message: Mapping[str, Any]) -> dict[str, Any]:
-    """`add_message` with the parent left out: below the chat's current leaf. One statement
-    on PostgreSQL, so it needs no transaction around it."""
-    values = {f"new_{name}": value for name, value in message.items()} | {"owner": owner_id, "the_chat": chat_id}
+def append_to_leaf(conn: Connection, owner: Owner, chat_id: int, message: Mapping[str, Any]) -> dict[str, Any]:
+    """`add_message` with the parent left out: below the chat's current leaf, if the owner's
+    token is still good. One statement on PostgreSQL, so it needs no transaction around it."""
+    values = {f"new_{name}": value for name, value in message.items()}
+    values |= {"owner": owner.id, "generation": owner.generation, "the_chat": chat_id}
     if conn.dialect.name == "postgresql":
         row = conn.execute(APPEND_TO_LEAF, values).mappings().one_or_none()
     else:
         now = datetime.now(UTC)
         row = conn.execute(ADD_BELOW_LEAF, {**values, "now": now}).mappings().one_or_none()
         if row is not None:
-            _show_added(conn, owner_id, chat_id, [row], now)
+            _show_added(conn, owner.id, chat_id, [row], now)
     if row is None:
+        check_current(conn, owner)
         raise ChatNotFound()
     # The current leaf had no children: the new message is its only child (or the only root).
     return {**row, "sibling_ids": [row["id"]]}
@@ -432,6 +446,16 @@ def _chat_view(conn: Connection, owner_id: int, chat_id: int) -> RowMapping:
     return chat
 
 
+def _current_chat_view(conn: Connection, owner: Owner, chat_id: int) -> RowMapping:
+    """`_chat_view`, if the owner's token is still good."""
+    owned = {"chat_id": chat_id, "owner_id": owner.id, "generation": owner.generation}
+    chat = conn.execute(CURRENT_CHAT_VIEW, owned).mappings().one_or_none()
+    if chat is None:
+        check_current(conn, owner)
+        raise ChatNotFound()
+    return chat
+
+
 def _alone(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Rows of a chat without branches: each message is its parent's only child."""
     return [{**row, "sibling_ids": [row["id"]]} for row in rows]
@@ -444,16 +468,18 @@ def _first_messages(conn: Connection, chat_id: int, limit: int) -> Sequence[RowM
 
 
 def _chat_and_line(
-    conn: Connection, owner_id: int, chat_id: int, limit: int
+    conn: Connection, owner: Owner, chat_id: int, limit: int
 ) -> tuple[Mapping[str, Any], Sequence[Mapping[str, Any]] | None]:
     """The chat, and its messages when it has no branches and at most `limit` of them."""
     if conn.dialect.name != "postgresql":
         # In-process, a second statement costs less than the chat's columns repeated on
         # every message's row.
-        chat = _chat_view(conn, owner_id, chat_id)
+        chat = _current_chat_view(conn, owner, chat_id)
         return chat, None if chat["branched"] else _first_messages(conn, chat_id, limit)
-    rows = conn.execute(CHAT_WITH_LINE, {"chat_id": chat_id, "owner_id": owner_id, "limit": limit + 1}).all()
+    owned = {"chat_id": chat_id, "owner_id": owner.id, "generation": owner.generation}
+    rows = conn.execute(CHAT_WITH_LINE, {**owned, "limit": limit + 1}).all()
     if not rows:
+        check_current(conn, owner)
         raise ChatNotFound()
     width = len(CHAT_VIEW.selected_columns)
     chat = dict(zip(CHAT_VIEW.selected_columns.keys(), rows[0][:width], strict=True))
@@ -464,16 +490,16 @@ def _chat_and_line(
 
 
 def chat_with_path(
-    conn: Connection, owner_id: int, chat_id: int, through: int | None, limit: int
+    conn: Connection, owner: Owner, chat_id: int, through: int | None, limit: int
 ) -> tuple[Mapping[str, Any], list[int] | None, list[dict[str, Any]]]:
     """The chat and the path it shows (or the path through `through`, to its newest
-    leaf): the whole path's messages when it has at most `limit`, else the ids of the
-    path and the messages of the first `limit` of them. A chat without branches is one
-    path, every message in id order."""
+    leaf), if the owner's token is still good: the whole path's messages when it has at
+    most `limit`, else the ids of the path and the messages of the first `limit` of them.
+    A chat without branches is one path, every message in id order."""
     if through is None:
-        chat, line = _chat_and_line(conn, owner_id, chat_id, limit)
+        chat, line = _chat_and_line(conn, owner, chat_id, limit)
     else:
-        chat, line = _chat_view(conn, owner_id, chat_id), None
+        chat, line = _current_chat_view(conn, owner, chat_id), None
         if not chat["branched"]:
             _in_chat(conn, chat_id, through, ("query", "message_id"))
             line = _first_messages(conn, chat_id, limit)

@@ -1,21 +1,30 @@
 """CPU time per request, in-process: an append with the default parent, and a read of a
 50-message chat, through the real app on a temporary SQLite file (synchronous=NORMAL, so
-no disk sync is counted). Process time, not wall time: a loaded machine skews it far less
-than a throughput run, which makes it the tool for comparing two commits side by side.
+no disk sync is counted) or a fresh PostgreSQL database. Process time, not wall time: a
+loaded machine skews it far less than a throughput run, which makes it the tool for
+comparing two commits side by side. On PostgreSQL it counts the app's side only, not the
+server's.
 
     python bench/cpu.py            # from a checkout; run it in each checkout to compare
+    python bench/cpu.py --database-url postgresql+psycopg://postgres@127.0.0.1:5432/test
 """
 
+import argparse
 import logging
 import os
 import sys
-import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
-FOLDER = tempfile.mkdtemp()
+from run import database
+
+parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+parser.add_argument("--database-url", help="a PostgreSQL server URL (default: a temporary SQLite file)")
+ARGS = parser.parse_args()
+CLEANUP = ExitStack()
 os.environ.update(
-    DATABASE_URL=f"sqlite:///{FOLDER}/bench.db",
+    DATABASE_URL=CLEANUP.enter_context(database(ARGS.database_url)),
     SECRET_KEY="k" * 48,
     RATE_LIMIT_LOGIN="100000/minute",
     RATE_LIMIT_REGISTER="100000/minute",
@@ -34,7 +43,7 @@ ROUNDS, REQUESTS = 5, 300
 
 
 def main() -> None:
-    with TestClient(app) as client:
+    with CLEANUP, TestClient(app) as client:
         client.post("/v1/auth/register", json={"email": "b@example.com", "username": "bench", "password": PASSWORD})
         token = client.post("/v1/auth/token", data={"username": "bench", "password": PASSWORD}).json()["access_token"]
         headers = {"Authorization": f"Bearer {token}"}

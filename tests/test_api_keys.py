@@ -104,10 +104,15 @@ def test_revoked_expired_and_forged_keys_are_401(client: TestClient, alice: Acco
         assert (answer.status_code, answer.json(), answer.headers["www-authenticate"]) == refused
 
 
-def test_logout_all_and_password_change_leave_keys_alone(client: TestClient, alice: Account) -> None:
-    key = bearer(new_key(client, alice, ["read"]))
+def test_logout_all_and_password_change_leave_keys_alone(client: TestClient, alice: Account, chat_id: int) -> None:
+    key = bearer(new_key(client, alice, ["read", "write"]))
     assert client.post("/v1/auth/logout_all", headers=alice.headers).status_code == 200
     assert client.get("/v1/chats/", headers=key).status_code == 200
+    # The hot routes check the user's token generation in their own statement: a key's is
+    # the user's current one, read with the key.
+    message = {"role": "user", "content": "after logout_all"}
+    assert client.post(f"/v1/chats/{chat_id}/message", json=message, headers=key).status_code == 201
+    assert client.get(f"/v1/chats/{chat_id}", headers=key).json()["messages"][-1]["content"] == message["content"]
     token = client.post("/v1/auth/token", data={"username": alice.username, "password": alice.password}).json()
     changed = client.post(
         "/v1/auth/password",
@@ -116,6 +121,8 @@ def test_logout_all_and_password_change_leave_keys_alone(client: TestClient, ali
     )
     assert changed.status_code == 200
     assert client.get("/v1/chats/", headers=key).status_code == 200
+    assert client.post(f"/v1/chats/{chat_id}/message", json=message, headers=key).status_code == 201
+    assert len(client.get(f"/v1/chats/{chat_id}", headers=key).json()["messages"]) == 2
 
 
 def test_a_key_sees_only_its_owners_chats_and_records_its_use(

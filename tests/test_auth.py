@@ -195,11 +195,20 @@ def test_bad_tokens_are_401_with_www_authenticate(client: TestClient, alice: Acc
         "no sub": {"Authorization": f"Bearer {_forge({'exp': datetime.now(UTC) + timedelta(minutes=5)})}"},
         "deleted user": bob.headers,
     }[case]
+    chat = client.post("/v1/chats/", json={"title": "Bob's"}, headers=bob.headers).json()["id"]
     if case == "deleted user":
         with engine.begin() as connection:
             connection.execute(delete(User).where(User.id == bob.id))
-    for method, path in [("GET", "/v1/auth/test_token"), ("GET", "/v1/chats/"), ("POST", "/v1/chats/")]:
-        response = client.request(method, path, headers=headers, json={"title": "t"})
+    message = {"role": "user", "content": "hi"}
+    for method, path, body in [
+        ("GET", "/v1/auth/test_token", None),
+        ("GET", "/v1/chats/", None),
+        ("POST", "/v1/chats/", {"title": "t"}),
+        # The hot routes, whose own statement checks the token's user: 401, not 404.
+        ("GET", f"/v1/chats/{chat}", None),
+        ("POST", f"/v1/chats/{chat}/message", message),
+    ]:
+        response = client.request(method, path, headers=headers, json=body)
         assert response.status_code == 401, (case, path, response.text)
         assert response.headers["www-authenticate"] == "Bearer"
         assert response.json()["detail"]

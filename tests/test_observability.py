@@ -209,13 +209,15 @@ def test_metrics_count_requests_by_route_template_and_time_the_work(observed: tu
     assert added("http_request_duration_seconds_sum", route=route, method="POST") > 0
     # The only request in progress while /metrics was read is that request.
     assert value(after, "http_requests_in_progress") == 1
-    # Each append is a write transaction; the current user is read for every request.
+    # The new chat and each append are a write transaction each; the chat's creator is read
+    # first, the chat read is one read, and the appends and the read check the token in
+    # their own statement (the 422 never reaches the database).
     assert added("db_transaction_seconds_count", kind="write") >= 4
-    assert added("db_transaction_seconds_count", kind="read") >= 6
+    assert added("db_transaction_seconds_count", kind="read") >= 2
     assert added("db_transaction_seconds_sum", kind="write") > 0
     # Only PostgreSQL's transactions queue for a pooled connection; SQLite's run inline.
     if SERVER_URL:
-        assert added("db_pool_wait_seconds_count") >= 10
+        assert added("db_pool_wait_seconds_count") >= 6
     else:
         assert added("db_pool_wait_seconds_count") == 0
 

@@ -121,6 +121,45 @@ def test_logout_all_ends_every_session_and_every_access_token_at_once(client: Te
     assert refresh(client, fresh["refresh_token"]).status_code == 200
 
 
+def test_a_revoked_token_reads_and_writes_nothing_on_the_hot_routes(
+    client: TestClient, alice: Account, bob: Account
+) -> None:
+    """Reading a chat and appending to it check the token in the statement that does the
+    work (no user read before it): a revoked token is still 401 on every one of their
+    forms, for its own chat, another user's and one that does not exist, and stores nothing."""
+    chat = client.post("/v1/chats/", json={"title": "Mine"}, headers=alice.headers).json()["id"]
+    kept = client.post(f"/v1/chats/{chat}/message", json={"role": "user", "content": "kept"}, headers=alice.headers)
+    theirs = client.post("/v1/chats/", json={"title": "Bob's"}, headers=bob.headers).json()["id"]
+    assert client.post("/v1/auth/logout_all", headers=alice.headers).status_code == 200
+    message = {"role": "user", "content": "after logout_all"}
+    for target in (chat, theirs, 2**62):
+        for method, path, body, headers in [
+            ("GET", f"/v1/chats/{target}", None, {}),
+            ("GET", f"/v1/chats/{target}?message_id={kept.json()['id']}", None, {}),
+            ("POST", f"/v1/chats/{target}/message", message, {}),
+            ("POST", f"/v1/chats/message?chat_id={target}", message, {}),
+            ("POST", f"/v1/chats/{target}/message", {**message, "parent_id": None}, {}),
+            ("POST", f"/v1/chats/{target}/message", message, {"Idempotency-Key": "revoked"}),
+        ]:
+            response = client.request(method, path, json=body, headers=alice.headers | headers)
+            answer = (response.status_code, response.json(), response.headers.get("www-authenticate"))
+            assert answer == (401, {"detail": "Could not validate credentials"}, "Bearer"), (method, path, headers)
+    fresh = bearer(login(client, alice.username).json()["access_token"])
+    assert [m["content"] for m in client.get(f"/v1/chats/{chat}", headers=fresh).json()["messages"]] == ["kept"]
+    assert client.get(f"/v1/chats/{theirs}", headers=bob.headers).json()["messages"] == []
+
+
+def test_a_retry_with_a_revoked_token_replays_nothing(client: TestClient, alice: Account) -> None:
+    """An Idempotency-Key's stored answer is not given to a token revoked since."""
+    chat = client.post("/v1/chats/", json={"title": "Mine"}, headers=alice.headers).json()["id"]
+    keyed = alice.headers | {"Idempotency-Key": "once"}
+    message = {"role": "user", "content": "hi"}
+    assert client.post(f"/v1/chats/{chat}/message", json=message, headers=keyed).status_code == 201
+    assert client.post(f"/v1/chats/{chat}/message", json=message, headers=keyed).status_code == 201
+    assert client.post("/v1/auth/logout_all", headers=alice.headers).status_code == 200
+    assert client.post(f"/v1/chats/{chat}/message", json=message, headers=keyed).status_code == 401
+
+
 @pytest.mark.parametrize("path", ["/v1/auth/logout", "/v1/auth/logout_all"])
 def test_logging_out_needs_a_valid_token(client: TestClient, path: str) -> None:
     response = client.post(path, headers=bearer("not.a.jwt"))
