@@ -78,6 +78,7 @@ SCENARIOS = [
     # Appends to one chat queue for its lock (it keeps id order and time order the same);
     # users appending to their own chats do not wait for each other.
     Scenario("1 append, to 32 chats in turn", "POST", "", "append", paths="append"),
+    Scenario("1 append, 32 owners' chats in turn", "POST", "", "append", user=None, paths="owners"),
     Scenario("2 read a chat of 50 messages", "GET", "/v1/chats/{chat_50}", items=50, min_rps=1000, max_p99_ms=50),
     Scenario("3 first 20 of 10,000 chats", "GET", "/v1/chats/?limit=20", user="owner_10k"),
     Scenario("4 first 20 of 100,000 chats", "GET", "/v1/chats/?limit=20", user="owner_100k", baseline="3"),
@@ -392,7 +393,14 @@ class Seed:
                 self.ids[chat] = client.post("/v1/chats/", json={"title": chat}, headers=headers).json()["id"]
             chats = [client.post("/v1/chats/", json={"title": f"append {i}"}, headers=headers) for i in range(32)]
             self.add_tree(client, headers, self.ids["tree"])
-        self.paths = {"append": [f"/v1/chats/{chat.json()['id']}/message" for chat in chats]}
+            # Each a chat of its own owner, the owner's token after a tab (wrk.lua sends it).
+            owners = []
+            for i in range(32):
+                self.sign_up(client, f"owner_{i}")
+                token = self.tokens[f"owner_{i}"]
+                chat = client.post("/v1/chats/", json={"title": "mine"}, headers={"Authorization": f"Bearer {token}"})
+                owners.append(f"/v1/chats/{chat.json()['id']}/message\t{token}")
+        self.paths = {"append": [f"/v1/chats/{chat.json()['id']}/message" for chat in chats], "owners": owners}
         if search:
             self.paths["search"] = search_corpus.paths()
         engine = create_engine(database_url)

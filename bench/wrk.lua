@@ -8,17 +8,30 @@ if body_file and body_file ~= "" then
   file:close()
 end
 
--- A file of paths, one a line: each request takes the next, in turn.
+-- A file of paths, one a line: each request takes the next, in turn. A line may name, after
+-- a tab, the bearer token to send with its path.
 local paths_file = os.getenv("BENCH_PATHS_FILE")
 if paths_file and paths_file ~= "" then
-  local paths = {}
+  local paths, tokens = {}, {}
   for line in io.lines(paths_file) do
-    paths[#paths + 1] = line
+    local path, token = line:match("^([^\t]*)\t(.*)$")
+    paths[#paths + 1] = path or line
+    tokens[#paths] = token
   end
   local turn = 0
   function request()
     turn = turn % #paths + 1
-    return wrk.format(nil, paths[turn])
+    local token = tokens[turn]
+    if not token then
+      return wrk.format(nil, paths[turn])
+    end
+    -- Given headers replace wrk.headers (those of -H): copy them.
+    local headers = {}
+    for name, value in pairs(wrk.headers) do
+      headers[name] = value
+    end
+    headers["Authorization"] = "Bearer " .. token
+    return wrk.format(nil, paths[turn], headers)
   end
 end
 
