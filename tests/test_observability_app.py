@@ -286,10 +286,15 @@ def test_the_request_log_has_one_line_per_request_tied_to_its_id(
     with TestClient(own_app(client, log_format="json")) as logged:
         started = datetime.now(UTC)
         key = logged.post("/v1/auth/keys", json={"name": "n", "scopes": ["read"]}, headers=alice.headers).json()
+        chat = logged.post("/v1/chats/", json={"title": "logged"}, headers=alice.headers).json()["id"]
         capsys.readouterr()
         answers = [
             logged.get("/v1/chats/", headers={**alice.headers, "X-Request-ID": "listed"}),
             logged.get("/v1/chats/", headers={"Authorization": f"Bearer {key['key']}"}),
+            # The routes whose own statement checks the token name its user too.
+            logged.post(f"/v1/chats/{chat}/message", json={"role": "user", "content": "hi"}, headers=alice.headers),
+            logged.get(f"/v1/chats/{chat}", headers=alice.headers),
+            logged.get(f"/v1/chats/{chat}", headers={"Authorization": f"Bearer {key['key']}"}),
             logged.get("/v1/chats/", headers={"X-Request-ID": "anonymous"}),
             logged.request("BREW", "/v1", headers={"X-Request-ID": "brewed"}),
             logged.get("/nowhere"),
@@ -301,6 +306,9 @@ def test_the_request_log_has_one_line_per_request_tied_to_its_id(
     assert [(line["method"], line["route"], line["status"], line["user_id"]) for line in lines] == [
         ("GET", "/v1/chats/", 200, alice.id),
         ("GET", "/v1/chats/", 200, alice.id),  # with an API key
+        ("POST", "/v1/chats/{chat_id}/message", 201, alice.id),
+        ("GET", "/v1/chats/{chat_id}", 200, alice.id),
+        ("GET", "/v1/chats/{chat_id}", 200, alice.id),  # with an API key
         ("GET", "/v1/chats/", 401, None),
         ("OTHER", "/v1", 405, None),
         ("GET", "<unmatched>", 404, None),

@@ -16,8 +16,9 @@ from sqlalchemy.exc import DBAPIError
 
 import account_store
 from config import Settings
-from conftest import ENGINE, SERVER_URL
+from conftest import ENGINE, SERVER_URL, SETTINGS, Account
 from database import Database
+from main import create_app
 from models import User
 
 
@@ -136,3 +137,13 @@ def test_a_time_read_in_a_session_of_another_time_zone_is_the_same_utc_instant(c
     assert in_tokyo.tzinfo is UTC
     assert in_tokyo == in_utc
     assert abs(in_utc - datetime.now(UTC)) < timedelta(minutes=5)
+
+
+def test_an_app_started_again_after_it_stopped_serves_again(alice: Account) -> None:
+    """A stopped app closes its connections (the shutdown); started once more (a test
+    client used twice, a server's lifespan run again), it opens new ones."""
+    app = create_app(SETTINGS)
+    for _ in range(2):
+        with TestClient(app) as served:
+            assert served.get("/readyz").json()["checks"] == {"database": "ok"}
+            assert served.get("/v1/chats/", headers=alice.headers).status_code == 200
